@@ -1,0 +1,1 @@
+"""Channels: connected social accounts and their providers."""

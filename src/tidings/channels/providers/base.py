@@ -1,0 +1,887 @@
+"""The provider interface: what every social platform adapter offers the rest of Tidings.
+
+A *provider* speaks one platform's HTTP API. It never touches the database: the channels service
+stores what :meth:`Provider.exchange_code` / :meth:`Provider.connect_with_fields` return, and the
+publishing engine hands back :class:`ChannelCredentials` when it publishes.
+
+Public names (stable; the channels service and the publishing engine code against exactly these)
+
+Errors -- one hierarchy, every error carries ``message``, ``status_code`` (or None) and ``excerpt``
+(the first few hundred characters of the platform's answer, or None)::
+
+    ProviderError                 base; also raised for "this provider cannot do that"
+    +-- RefreshTokenError         401 / expired token: refresh once, then retry the call
+    +-- BadBodyError              content rejected: the post fails with the platform's message
+    +-- RetryableError            429, 5xx, connect errors, timeouts before the request was
+    |                             accepted; ``retry_after`` seconds when the platform said so
+    +-- DisconnectedError         authorization revoked / account gone for good: reconnect
+    +-- UnknownOutcomeError       timeout or dropped connection after a write was sent: the
+    |                             post may exist; never retry blindly
+    +-- ConnectError              connecting failed (bad code, wrong password, missing choice):
+    |                             a user-facing 4xx, not a publishing failure
+    +-- UnknownToolError          ``call_tool`` with a name the provider does not have
+
+    UnknownProviderError (LookupError)   registry lookup of an unknown identifier
+
+Classification: :func:`classify_response` and :func:`classify_exception` turn an httpx response /
+exception into one of the errors above; :func:`send` does a request and raises the classified
+error. Providers refine the defaults by overriding :meth:`Provider.classify_error`.
+
+Data: :class:`MediaItem`, :class:`PostPart`, :class:`ChannelCredentials`, :class:`TokenSet`,
+:class:`ConnectedAccount`, :class:`PublishResult`, :class:`RuleViolation`, :class:`Choice`,
+:class:`AuthorizationRequest`, :class:`FieldSpec`, :class:`MediaRules`, :class:`ProviderConfig`,
+:class:`ProviderSettings` (base of every ``settings_model``).
+
+:class:`Provider` (abstract; one instance per ``httpx.AsyncClient`` + :class:`ProviderConfig`)
+
+Class attributes: ``identifier``, ``display_name``, ``connect_kind`` ("oauth" | "fields"),
+``fields`` (tuple of FieldSpec, for "fields" providers), ``scopes``, ``supports_replies``,
+``supports_refresh``, ``default_max_length``, ``media_rules``, ``settings_model``,
+``default_urls`` (host name -> real base URL), ``env_fallback`` (another identifier whose
+``TIDINGS_*`` client id/secret are used when this one has none).
+
+Methods (``async`` where they talk to the platform)::
+
+    max_length(credentials=None) -> int
+    text_length(text) -> int                       platform counting (X weighted, Bluesky graphemes)
+    parse_settings(raw) -> settings_model          tolerates Postiz's "__type"; raises ValueError
+    settings_schema() -> dict                      JSON schema of settings_model (classmethod)
+    validate(parts, settings=None, credentials=None) -> list[RuleViolation]
+    tool_names() -> list[str]
+    async call_tool(name, credentials, args) -> Any
+    async authorization_url(redirect_uri, state, code_verifier, custom_instance=None)
+        -> AuthorizationRequest         store its custom_instance_details with the state
+    async exchange_code(code, redirect_uri, code_verifier, custom_instance_details=None)
+        -> ConnectedAccount
+    async connect_with_fields(values) -> ConnectedAccount
+    async refresh(credentials) -> TokenSet          refresh_token None: keep the old one
+    async list_choices(credentials) -> list[Choice]          (in-between steps)
+    async select_choice(credentials, choice_id) -> ConnectedAccount
+    async publish(credentials, part, settings) -> PublishResult
+    async reply(credentials, parent, part, settings) -> PublishResult
+
+Helpers: :func:`new_code_verifier`, :func:`code_challenge` (PKCE S256), :func:`config_from_env`,
+:func:`default_http_client`.
+
+User-given base URLs (a Mastodon instance, a Bluesky PDS) are checked with the ``url_guard``
+callable given to the provider's constructor (the core URL guard in production); providers call
+it before their first request to such a URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import json
+import os
+import secrets
+from abc import ABC
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+EXCERPT_LENGTH = 500
+
+
+class ProviderError(Exception):
+    """Base of every provider failure; ``str(error)`` is the human message."""
+
+    kind: ClassVar[str] = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        excerpt: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.excerpt = excerpt[:EXCERPT_LENGTH] if excerpt else excerpt
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status_code={self.status_code!r})"
+
+
+class RefreshTokenError(ProviderError):
+    """The access token is expired or invalid: refresh once, then retry."""
+
+    kind = "refresh-token"
+
+
+class BadBodyError(ProviderError):
+    """The platform rejected the content; ``message`` is the platform's own explanation."""
+
+    kind = "bad-body"
+
+
+class RetryableError(ProviderError):
+    """A transient failure before the platform accepted the request: retry with backoff."""
+
+    kind = "retry"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        excerpt: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, excerpt=excerpt)
+        self.retry_after = retry_after
+
+
+class DisconnectedError(ProviderError):
+    """Authorization is gone for good (revoked, account deleted): the user must reconnect."""
+
+    kind = "disconnect"
+
+
+class UnknownOutcomeError(ProviderError):
+    """A write was sent but no answer came back: it may have been published."""
+
+    kind = "unknown-outcome"
+
+
+class ConnectError(ProviderError):
+    """Connecting the account failed (bad code, wrong credentials, unknown choice)."""
+
+    kind = "connect"
+
+
+class UnknownToolError(ProviderError):
+    """``call_tool`` was asked for a tool this provider does not have."""
+
+    kind = "unknown-tool"
+
+
+class UnknownProviderError(LookupError):
+    """No provider is registered under this identifier."""
+
+    def __init__(self, identifier: str, known: Sequence[str]) -> None:
+        super().__init__(
+            f"Unknown provider {identifier!r}; known providers: {', '.join(sorted(known))}"
+        )
+        self.identifier = identifier
+
+
+# --------------------------------------------------------------------------------------------
+# Error classification
+# --------------------------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds)
+
+
+def response_excerpt(response: httpx.Response) -> str:
+    """The start of a response body, for error reports (never the whole thing)."""
+    try:
+        text = response.text
+    except (UnicodeDecodeError, httpx.ResponseNotRead):
+        return ""
+    return text[:EXCERPT_LENGTH]
+
+
+def response_message(response: httpx.Response) -> str:
+    """The platform's own error message, found in the usual JSON shapes, else the body start."""
+    try:
+        data = response.json()
+    except (ValueError, httpx.ResponseNotRead):
+        data = None
+    message = _find_message(data)
+    if message:
+        return message
+    excerpt = response_excerpt(response).strip()
+    return excerpt[:200] or f"HTTP {response.status_code}"
+
+
+def _find_message(data: Any, depth: int = 0) -> str | None:
+    if depth > 3 or data is None:
+        return None
+    if isinstance(data, str):
+        return data or None
+    if isinstance(data, list):
+        for item in data:
+            found = _find_message(item, depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(data, dict):
+        for key in ("message", "error_description", "detail", "error", "title", "errors"):
+            if key in data:
+                found = _find_message(data[key], depth + 1)
+                if found:
+                    return found
+    return None
+
+
+def classify_response(
+    response: httpx.Response, *, message: str | None = None
+) -> ProviderError | None:
+    """The error a non-success response means, or None for a 2xx/3xx answer.
+
+    401 -> RefreshTokenError; 429 and 5xx -> RetryableError (Retry-After parsed); 408 ->
+    RetryableError; other 4xx (400, 403, 404, 409, 413, 422, ...) -> BadBodyError carrying the
+    platform's message. Providers refine this in :meth:`Provider.classify_error`.
+    """
+    status = response.status_code
+    if status < 400:
+        return None
+    text = message or response_message(response)
+    excerpt = response_excerpt(response)
+    if status == 401:
+        return RefreshTokenError(text, status_code=status, excerpt=excerpt)
+    if status in (408, 425, 429) or status >= 500:
+        return RetryableError(
+            text,
+            status_code=status,
+            excerpt=excerpt,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    return BadBodyError(text, status_code=status, excerpt=excerpt)
+
+
+def classify_exception(exc: httpx.HTTPError, *, idempotent: bool) -> ProviderError:
+    """The error a transport failure means.
+
+    Failures before the request left (connect error, ConnectTimeout, PoolTimeout, WriteTimeout)
+    are retryable. A ReadTimeout, a dropped connection or a protocol error after a
+    non-idempotent write was sent is an unknown outcome; for idempotent calls it is retryable.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return RetryableError(f"Could not reach the platform ({name})")
+    if isinstance(exc, httpx.WriteTimeout | httpx.WriteError):
+        # The body was not fully written, so the platform cannot have accepted it.
+        return RetryableError(f"Sending the request failed ({name})")
+    if isinstance(exc, httpx.TimeoutException | httpx.NetworkError | httpx.RemoteProtocolError):
+        if idempotent:
+            return RetryableError(f"The platform did not answer ({name})")
+        return UnknownOutcomeError(
+            f"The platform did not answer after the request was sent ({name}); "
+            "it may have been published"
+        )
+    return RetryableError(f"HTTP failure ({name}: {exc})")
+
+
+Classifier = Callable[[httpx.Response], "ProviderError | None"]
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    idempotent: bool | None = None,
+    classify: Classifier = classify_response,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send one request; raise the classified ProviderError on failure, else the response.
+
+    ``idempotent`` defaults to True for GET/HEAD/OPTIONS/PUT/DELETE and False otherwise; pass
+    True for writes that publish nothing (e.g. media uploads) so a lost answer is retryable.
+    """
+    if idempotent is None:
+        idempotent = method.upper() in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+    try:
+        response = await client.request(method, url, **kwargs)
+    except httpx.HTTPError as exc:
+        raise classify_exception(exc, idempotent=idempotent) from exc
+    error = classify(response)
+    if error is not None:
+        raise error
+    return response
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The JSON of a success response; a non-JSON answer is a retryable platform fault."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise RetryableError(
+            "The platform answered with something that is not JSON",
+            status_code=response.status_code,
+            excerpt=response_excerpt(response),
+        ) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+MediaType = Literal["image", "video"]
+
+
+@dataclass(kw_only=True, slots=True)
+class MediaItem:
+    """One file attached to a post part.
+
+    ``url`` is public: platforms that fetch media themselves get it. ``read`` returns the bytes
+    for platforms that need an upload; when it is None the provider downloads ``url``.
+    """
+
+    url: str
+    type: MediaType
+    mime_type: str
+    alt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    size: int | None = None
+    thumbnail_url: str | None = None
+    read: Callable[[], Awaitable[bytes]] | None = None
+    read_thumbnail: Callable[[], Awaitable[bytes]] | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class PostPart:
+    """One part of a thread: the first is the post, the following ones are replies."""
+
+    content: str
+    media: list[MediaItem] = field(default_factory=list)
+
+
+@dataclass(kw_only=True, slots=True)
+class TokenSet:
+    """Tokens from a connect or a refresh; ``refresh_token`` None means "keep the old one"."""
+
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class ChannelCredentials:
+    """What the engine passes back to a provider for one channel (decrypted)."""
+
+    access_token: str
+    internal_id: str
+    refresh_token: str | None = None
+    token_expires_at: datetime | None = None
+    # Per-account hosts and secrets: Mastodon instance URL + app client id/secret, Bluesky
+    # service URL + handle + app password, Telegram chat id, ...
+    custom_instance_details: dict[str, Any] | None = None
+    # Profile/username and provider-specific facts kept from connect (e.g. X "verified").
+    profile: str | None = None
+    additional_settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True, slots=True)
+class ConnectedAccount:
+    """A freshly connected (or re-picked) account, ready to be upserted as an Integration."""
+
+    internal_id: str
+    name: str
+    tokens: TokenSet
+    picture: str | None = None
+    username: str | None = None
+    custom_instance_details: dict[str, Any] | None = None
+    in_between_steps: bool = False
+    additional_settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True, slots=True)
+class PublishResult:
+    """A published part: platform ``id`` and public ``url``.
+
+    ``data`` holds JSON-serialisable hints for replies (e.g. Bluesky's cid and thread root);
+    providers cope with it being empty, fetching what they need, so storing only id and url is
+    enough.
+    """
+
+    id: str
+    url: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class RuleViolation:
+    """A reason a post does not fit a channel; ``part_index`` None means the whole post."""
+
+    code: str
+    message: str
+    part_index: int | None = None
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class Choice:
+    """A page / channel / account the user may pick during in-between steps."""
+
+    id: str
+    name: str
+    picture: str | None = None
+    username: str | None = None
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class AuthorizationRequest:
+    """Where to send the user, plus details to keep with the state until the callback."""
+
+    url: str
+    custom_instance_details: dict[str, Any] | None = None
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class FieldSpec:
+    """One input of a credential-field provider (or of a custom OAuth instance)."""
+
+    name: str
+    label: str
+    secret: bool = False
+    required: bool = True
+    default: str | None = None
+    help: str | None = None
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class MediaRules:
+    """Media limits checked by the default :meth:`Provider.validate`.
+
+    A part may carry up to ``max_images`` images, or up to ``max_videos`` videos; mixing both
+    is allowed only with ``allow_mixed``. ``min_media`` applies to the first part;
+    ``replies_allow_media`` False means replies (parts after the first) must be text only.
+    """
+
+    max_images: int = 4
+    max_videos: int = 1
+    allow_mixed: bool = False
+    min_media: int = 0
+    replies_allow_media: bool = True
+    image_mime_types: frozenset[str] = frozenset(
+        {"image/jpeg", "image/png", "image/gif", "image/webp"}
+    )
+    video_mime_types: frozenset[str] = frozenset({"video/mp4", "video/quicktime", "video/webm"})
+
+
+class ProviderSettings(BaseModel):
+    """Base of every provider's post settings; ignores Postiz's ``__type`` discriminator."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_type_tag(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "__type" in data:
+            data = {k: v for k, v in data.items() if k != "__type"}
+        return data
+
+
+class NoSettings(ProviderSettings):
+    """Settings of a provider that has none."""
+
+
+@dataclass(kw_only=True, slots=True)
+class ProviderConfig:
+    """Client credentials and base URLs of one provider (real hosts unless overridden)."""
+
+    client_id: str | None = None
+    client_secret: str | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        """Base URL for host ``name``, without a trailing slash."""
+        try:
+            return self.urls[name].rstrip("/")
+        except KeyError:
+            raise ProviderError(f"No base URL configured for {name!r}") from None
+
+
+def env_prefix(identifier: str) -> str:
+    """``TIDINGS_<IDENTIFIER>_``, '-' as '_': ``linkedin-page`` -> ``TIDINGS_LINKEDIN_PAGE_``."""
+    return "TIDINGS_" + identifier.upper().replace("-", "_") + "_"
+
+
+def config_from_env(identifier: str, environ: Mapping[str, str] | None = None) -> ProviderConfig:
+    """The configuration of provider ``identifier`` from the environment.
+
+    Reads ``TIDINGS_<ID>_CLIENT_ID``, ``TIDINGS_<ID>_CLIENT_SECRET`` and, for every host the
+    provider talks to, ``TIDINGS_<ID>_<HOST>_URL`` (e.g. ``TIDINGS_X_API_URL``); unset hosts keep
+    the real defaults. Client id/secret fall back to the provider's ``env_fallback`` identifier.
+    """
+    from tidings.channels.providers.registry import get_provider
+
+    env = os.environ if environ is None else environ
+    cls = get_provider(identifier)
+    prefix = env_prefix(identifier)
+    fallback = env_prefix(cls.env_fallback) if cls.env_fallback else None
+
+    def read(key: str) -> str | None:
+        value = env.get(prefix + key)
+        if not value and fallback:
+            value = env.get(fallback + key)
+        return value or None
+
+    urls = {
+        name: env.get(f"{prefix}{name.upper()}_URL") or default
+        for name, default in cls.default_urls.items()
+    }
+    return ProviderConfig(
+        client_id=read("CLIENT_ID"), client_secret=read("CLIENT_SECRET"), urls=urls
+    )
+
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def default_http_client(timeout: httpx.Timeout | float = DEFAULT_TIMEOUT) -> httpx.AsyncClient:
+    """An AsyncClient suitable for providers (timeouts set, no redirects to surprise writes)."""
+    return httpx.AsyncClient(
+        timeout=timeout,
+        follow_redirects=False,
+        headers={"User-Agent": "Tidings/0.1 (+https://github.com/tidings)"},
+    )
+
+
+def new_code_verifier() -> str:
+    """A PKCE code verifier (RFC 7636: 43-128 unreserved characters)."""
+    return secrets.token_urlsafe(64)[:96]
+
+
+def code_challenge(verifier: str) -> str:
+    """The S256 code challenge of a PKCE verifier."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+# --------------------------------------------------------------------------------------------
+# Tools
+# --------------------------------------------------------------------------------------------
+
+ToolMethod = Callable[..., Awaitable[Any]]
+
+
+def tool(name: str) -> Callable[[ToolMethod], ToolMethod]:
+    """Mark a provider method ``async def m(self, credentials, args: dict) -> Any`` as a tool."""
+
+    def mark(method: ToolMethod) -> ToolMethod:
+        method.__tidings_tool__ = name  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+# --------------------------------------------------------------------------------------------
+# Provider
+# --------------------------------------------------------------------------------------------
+
+SettingsT = TypeVar("SettingsT", bound=ProviderSettings)
+UrlGuard = Callable[[str], Awaitable[None]]
+
+
+class Provider(ABC, Generic[SettingsT]):
+    """One social platform. Subclasses set the class attributes and override what they support."""
+
+    identifier: ClassVar[str]
+    display_name: ClassVar[str]
+    connect_kind: ClassVar[Literal["oauth", "fields"]] = "oauth"
+    fields: ClassVar[tuple[FieldSpec, ...]] = ()
+    scopes: ClassVar[tuple[str, ...]] = ()
+    supports_replies: ClassVar[bool] = True
+    supports_refresh: ClassVar[bool] = True
+    default_max_length: ClassVar[int]
+    media_rules: ClassVar[MediaRules] = MediaRules()
+    settings_model: ClassVar[type[ProviderSettings]] = NoSettings
+    default_urls: ClassVar[Mapping[str, str]] = {}
+    env_fallback: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        config: ProviderConfig | None = None,
+        *,
+        url_guard: UrlGuard | None = None,
+    ) -> None:
+        self.http = http
+        self.config = config or ProviderConfig(urls=dict(self.default_urls))
+        for name, default in self.default_urls.items():
+            self.config.urls.setdefault(name, default)
+        self._url_guard = url_guard
+
+    # ---- limits and validation ----------------------------------------------------------
+
+    def max_length(self, credentials: ChannelCredentials | None = None) -> int:
+        """Longest text a part may have on this channel, in :meth:`text_length` units."""
+        return self.default_max_length
+
+    def text_length(self, text: str) -> int:
+        """Length of ``text`` as the platform counts it (code points by default)."""
+        return len(text)
+
+    @classmethod
+    def settings_schema(cls) -> dict[str, Any]:
+        """JSON schema of the post settings shown to users."""
+        return cls.settings_model.model_json_schema()
+
+    def parse_settings(self, raw: Mapping[str, Any] | BaseModel | None) -> SettingsT:
+        """Validate raw settings into ``settings_model``; raises ValueError naming the field."""
+        if isinstance(raw, self.settings_model):
+            return raw  # type: ignore[return-value]
+        if isinstance(raw, BaseModel):
+            raw = raw.model_dump()
+        try:
+            return self.settings_model.model_validate(dict(raw or {}))  # type: ignore[return-value]
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ValueError(f"Invalid {self.display_name} settings: {problems}") from exc
+
+    def validate(
+        self,
+        parts: Sequence[PostPart],
+        settings: Mapping[str, Any] | BaseModel | None = None,
+        credentials: ChannelCredentials | None = None,
+    ) -> list[RuleViolation]:
+        """Every reason these parts cannot be published here (empty list: it fits).
+
+        Checks settings, emptiness, length per part, media count and type; subclasses extend
+        with ``super().validate(...)`` plus their own rules.
+        """
+        violations: list[RuleViolation] = []
+        if not parts:
+            return [RuleViolation(code="empty", message="The post has no content")]
+        try:
+            self.parse_settings(settings)
+        except ValueError as exc:
+            violations.append(RuleViolation(code="settings", message=str(exc)))
+        limit = self.max_length(credentials)
+        rules = self.media_rules
+        for index, part in enumerate(parts):
+            if not part.content.strip() and not part.media:
+                violations.append(
+                    RuleViolation(code="empty", message="This part is empty", part_index=index)
+                )
+            length = self.text_length(part.content)
+            if length > limit:
+                violations.append(
+                    RuleViolation(
+                        code="too_long",
+                        message=(
+                            f"{self.display_name} allows {limit} characters; this part has {length}"
+                        ),
+                        part_index=index,
+                    )
+                )
+            violations.extend(self._media_violations(index, part, rules))
+        return violations
+
+    def _media_violations(
+        self, index: int, part: PostPart, rules: MediaRules
+    ) -> list[RuleViolation]:
+        out: list[RuleViolation] = []
+        images = [m for m in part.media if m.type == "image"]
+        videos = [m for m in part.media if m.type == "video"]
+        name = self.display_name
+        if index == 0 and len(part.media) < rules.min_media:
+            out.append(
+                RuleViolation(
+                    code="media_required",
+                    message=f"{name} needs at least {rules.min_media} media file(s)",
+                    part_index=index,
+                )
+            )
+        if index > 0 and part.media and not rules.replies_allow_media:
+            out.append(
+                RuleViolation(
+                    code="reply_media",
+                    message=f"{name} replies/comments must be text only",
+                    part_index=index,
+                )
+            )
+            return out
+        if images and videos and not rules.allow_mixed:
+            out.append(
+                RuleViolation(
+                    code="media_mixed",
+                    message=f"{name} does not allow images and videos together",
+                    part_index=index,
+                )
+            )
+        if len(images) > rules.max_images:
+            out.append(
+                RuleViolation(
+                    code="too_many_images",
+                    message=f"{name} allows at most {rules.max_images} image(s)",
+                    part_index=index,
+                )
+            )
+        if len(videos) > rules.max_videos:
+            out.append(
+                RuleViolation(
+                    code="too_many_videos",
+                    message=f"{name} allows at most {rules.max_videos} video(s)",
+                    part_index=index,
+                )
+            )
+        for item in part.media:
+            allowed = rules.image_mime_types if item.type == "image" else rules.video_mime_types
+            if item.mime_type.lower() not in allowed:
+                out.append(
+                    RuleViolation(
+                        code="media_type",
+                        message=f"{name} does not accept {item.mime_type} files",
+                        part_index=index,
+                    )
+                )
+        return out
+
+    # ---- tools --------------------------------------------------------------------------
+
+    @classmethod
+    def tool_names(cls) -> list[str]:
+        """Names of the tools this provider offers."""
+        names = []
+        for attr in dir(cls):
+            name = getattr(getattr(cls, attr, None), "__tidings_tool__", None)
+            if isinstance(name, str):
+                names.append(name)
+        return sorted(names)
+
+    async def call_tool(
+        self, name: str, credentials: ChannelCredentials, args: Mapping[str, Any]
+    ) -> Any:
+        """Run tool ``name`` with a JSON dict of arguments."""
+        for attr in dir(type(self)):
+            method = getattr(self, attr, None)
+            if getattr(method, "__tidings_tool__", None) == name and method is not None:
+                return await method(credentials, dict(args))
+        known = ", ".join(self.tool_names()) or "none"
+        raise UnknownToolError(f"{self.display_name} has no tool {name!r} (tools: {known})")
+
+    # ---- connecting ---------------------------------------------------------------------
+
+    async def authorization_url(
+        self,
+        redirect_uri: str,
+        state: str,
+        code_verifier: str,
+        custom_instance: Mapping[str, Any] | None = None,
+    ) -> AuthorizationRequest:
+        """Where to send the user to authorize (OAuth providers)."""
+        raise ProviderError(f"{self.display_name} does not connect with OAuth")
+
+    async def exchange_code(
+        self,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str,
+        custom_instance_details: Mapping[str, Any] | None = None,
+    ) -> ConnectedAccount:
+        """Trade the callback's code for tokens and fetch the account's profile."""
+        raise ProviderError(f"{self.display_name} does not connect with OAuth")
+
+    async def connect_with_fields(self, values: Mapping[str, str]) -> ConnectedAccount:
+        """Connect with credential fields (``fields``); raises ConnectError on bad values."""
+        raise ProviderError(f"{self.display_name} does not connect with credential fields")
+
+    def field_values(self, values: Mapping[str, str]) -> dict[str, str]:
+        """``values`` completed with defaults; ConnectError names a missing required field."""
+        out: dict[str, str] = {}
+        for spec in self.fields:
+            value = (values.get(spec.name) or "").strip() or spec.default
+            if not value and spec.required:
+                raise ConnectError(f"{spec.label} ({spec.name}) is required")
+            if value:
+                out[spec.name] = value
+        return out
+
+    async def refresh(self, credentials: ChannelCredentials) -> TokenSet:
+        """New tokens; ``refresh_token`` None in the result means keep the stored one."""
+        raise DisconnectedError(
+            f"{self.display_name} tokens cannot be refreshed; reconnect the channel"
+        )
+
+    async def list_choices(self, credentials: ChannelCredentials) -> list[Choice]:
+        """Pages/channels the user may pick while ``in_between_steps``."""
+        raise ProviderError(f"{self.display_name} has nothing to pick")
+
+    async def select_choice(
+        self, credentials: ChannelCredentials, choice_id: str
+    ) -> ConnectedAccount:
+        """The account for the picked choice (``in_between_steps`` False)."""
+        raise ProviderError(f"{self.display_name} has nothing to pick")
+
+    # ---- publishing ---------------------------------------------------------------------
+
+    async def publish(
+        self, credentials: ChannelCredentials, part: PostPart, settings: SettingsT
+    ) -> PublishResult:
+        """Publish the first part of a post."""
+        raise NotImplementedError
+
+    async def reply(
+        self,
+        credentials: ChannelCredentials,
+        parent: PublishResult,
+        part: PostPart,
+        settings: SettingsT,
+    ) -> PublishResult:
+        """Publish ``part`` as a reply/comment under ``parent`` (the previous part)."""
+        raise ProviderError(f"{self.display_name} does not publish replies")
+
+    # ---- helpers for subclasses ---------------------------------------------------------
+
+    def classify_error(self, response: httpx.Response) -> ProviderError | None:
+        """Classify a response; override to refine :func:`classify_response` per platform."""
+        return classify_response(response)
+
+    async def request(
+        self, method: str, url: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """:func:`send` with this provider's classifier."""
+        return await send(
+            self.http, method, url, idempotent=idempotent, classify=self.classify_error, **kwargs
+        )
+
+    async def check_user_url(self, url: str) -> None:
+        """Run the injected URL guard on a user-given base URL (no-op without a guard)."""
+        if self._url_guard is not None:
+            await self._url_guard(url)
+
+    async def read_media(self, item: MediaItem) -> bytes:
+        """The bytes of a media item: its ``read`` callable, else a download of its URL."""
+        if item.read is not None:
+            return await item.read()
+        response = await self.request("GET", item.url, idempotent=True)
+        return response.content
+
+    async def read_thumbnail(self, item: MediaItem) -> bytes | None:
+        """The bytes of a video's thumbnail, if it has one."""
+        if item.read_thumbnail is not None:
+            return await item.read_thumbnail()
+        if item.thumbnail_url:
+            response = await self.request("GET", item.thumbnail_url, idempotent=True)
+            return response.content
+        return None
+
+
+def dump_json(data: Any) -> str:
+    """Compact JSON used in request bodies and error excerpts."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
