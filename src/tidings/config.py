@@ -1,0 +1,122 @@
+"""Configuration, read once from the environment (prefix ``TIDINGS_``).
+
+Only wiring lives here: every value has a safe default so that ``tidings serve`` works with no
+configuration at all (embedded database, data under the platform's user data dir).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+with warnings.catch_warnings():
+    # platformdirs warns about XDG_RUNTIME_DIR on headless machines; irrelevant for the data dir.
+    warnings.simplefilter("ignore")
+    import platformdirs
+
+
+def _default_data_dir() -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Path(platformdirs.user_data_dir("tidings", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every setting of Tidings; the environment variable is the field name prefixed TIDINGS_."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDINGS_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://user@host:port/db. Unset: the embedded PostgreSQL is used.",
+    )
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    secret_key: str | None = Field(
+        default=None, description="Unset: generated once and kept in the data dir."
+    )
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    allow_private_urls: bool = False
+    disable_registration: bool = False
+    billing: bool = False
+    log_level: str = "INFO"
+    # Limits of the media library, in bytes.
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_video_bytes: int = 1024 * 1024 * 1024
+    max_pdf_bytes: int = 20 * 1024 * 1024
+    # Public API: posts created per organization per hour.
+    public_api_posts_per_hour: int = 90
+    # Storage: "local" (under the data dir) or "s3".
+    storage: str = "local"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_public_url: str | None = None
+    # Mail: unset SMTP host means the log mailer.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "tidings@localhost"
+    smtp_starttls: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in {"postgresql", "postgres", "postgresql+psycopg"}:
+            raise ValueError(
+                "TIDINGS_DATABASE_URL must be a postgresql:// URL, e.g. "
+                "postgresql://user@127.0.0.1:5432/tidings"
+            )
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def embedded(self) -> bool:
+        """True when Tidings runs its own PostgreSQL (no database URL configured)."""
+        return self.database_url is None
+
+    def ensure_data_dir(self) -> Path:
+        """Create the data dir (private to the user) and return it."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.data_dir
+
+    def resolved_secret_key(self) -> str:
+        """The secret key: configured, else read from (or generated into) the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.ensure_data_dir() / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        key = secrets.token_urlsafe(48)
+        # O_EXCL: two processes starting at once must not write two different keys.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return Settings()
