@@ -61,7 +61,12 @@ Methods (``async`` where they talk to the platform)::
     async reply(credentials, parent, part, settings) -> PublishResult
 
 Helpers: :func:`new_code_verifier`, :func:`code_challenge` (PKCE S256), :func:`config_from_env`,
-:func:`default_http_client`.
+:func:`default_http_client`, :func:`token_set` (OAuth token response -> TokenSet),
+``Provider.oauth_token`` (token endpoint call with exchange/refresh error mapping).
+
+For "oauth" providers that need a user-given instance (Mastodon), ``fields`` lists the inputs
+``authorization_url(custom_instance=...)`` takes. ``PostPart.idempotency_key`` (optional, stable
+across retries of one part) is forwarded where the platform supports idempotency keys.
 
 User-given base URLs (a Mastodon instance, a Bluesky PDS) are checked with the ``url_guard``
 callable given to the provider's constructor (the core URL guard in production); providers call
@@ -79,7 +84,7 @@ import secrets
 from abc import ABC
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import httpx
@@ -364,6 +369,9 @@ class PostPart:
 
     content: str
     media: list[MediaItem] = field(default_factory=list)
+    # Stable per part across retries (e.g. the post row id); sent as an idempotency key where
+    # the platform supports one (Mastodon), so a retried publish cannot post twice.
+    idempotency_key: str | None = None
 
 
 @dataclass(kw_only=True, slots=True)
@@ -860,6 +868,38 @@ class Provider(ABC, Generic[SettingsT]):
             self.http, method, url, idempotent=idempotent, classify=self.classify_error, **kwargs
         )
 
+    async def oauth_token(
+        self,
+        url: str,
+        data: Mapping[str, str],
+        *,
+        purpose: Literal["exchange", "refresh"],
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """POST a form to an OAuth 2 token endpoint and return its JSON.
+
+        A refused grant (400/401/403) is a ConnectError for a code exchange and a
+        DisconnectedError for a refresh (the grant is gone: reconnect); 429/5xx stay retryable.
+        """
+        try:
+            response = await self.request("POST", url, data=dict(data), idempotent=True, **kwargs)
+        except (BadBodyError, RefreshTokenError) as exc:
+            if purpose == "exchange":
+                raise ConnectError(
+                    f"{self.display_name} refused the authorization: {exc.message}",
+                    status_code=exc.status_code,
+                    excerpt=exc.excerpt,
+                ) from exc
+            raise DisconnectedError(
+                f"{self.display_name} refused to refresh the token: {exc.message}",
+                status_code=exc.status_code,
+                excerpt=exc.excerpt,
+            ) from exc
+        body = json_body(response)
+        if not isinstance(body, dict):
+            raise RetryableError(f"{self.display_name} token endpoint answered unexpected JSON")
+        return body
+
     async def check_user_url(self, url: str) -> None:
         """Run the injected URL guard on a user-given base URL (no-op without a guard)."""
         if self._url_guard is not None:
@@ -880,6 +920,26 @@ class Provider(ABC, Generic[SettingsT]):
             response = await self.request("GET", item.thumbnail_url, idempotent=True)
             return response.content
         return None
+
+
+def token_set(data: Mapping[str, Any], *, now: datetime | None = None) -> TokenSet:
+    """A TokenSet from an OAuth 2 token response (``expires_in`` seconds -> ``expires_at``)."""
+    access = data.get("access_token")
+    if not access:
+        raise RetryableError("The token endpoint answered without an access token")
+    expires_in = data.get("expires_in")
+    expires_at = None
+    if isinstance(expires_in, int | float | str) and str(expires_in).strip():
+        try:
+            expires_at = (now or datetime.now(UTC)) + timedelta(seconds=float(expires_in))
+        except ValueError:
+            expires_at = None
+    refresh = data.get("refresh_token")
+    return TokenSet(
+        access_token=str(access),
+        refresh_token=str(refresh) if refresh else None,
+        expires_at=expires_at,
+    )
 
 
 def dump_json(data: Any) -> str:
