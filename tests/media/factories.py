@@ -1,0 +1,137 @@
+"""Real media files, generated with Pillow and PyAV, for the media tests and the benchmark."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from PIL import Image
+
+RED = (220, 20, 20)
+GREEN = (20, 200, 20)
+BLUE = (20, 20, 220)
+
+
+def image_bytes(
+    format: str,
+    size: tuple[int, int] = (640, 480),
+    color: tuple[int, ...] = BLUE,
+    mode: str = "RGB",
+    **save: object,
+) -> bytes:
+    """An image of one colour, encoded by Pillow in ``format`` (PNG, JPEG, GIF, WEBP, AVIF, PDF)."""
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, format, **save)
+    return buffer.getvalue()
+
+
+def halves_jpeg(size: tuple[int, int], left: tuple[int, int, int], right: tuple[int, int, int],
+                orientation: int | None = None) -> bytes:
+    """A JPEG whose left half is ``left`` and right half ``right``, with an EXIF orientation."""
+    image = Image.new("RGB", size, right)
+    image.paste(left, (0, 0, size[0] // 2, size[1]))
+    buffer = io.BytesIO()
+    extra: dict[str, object] = {}
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        extra["exif"] = exif.tobytes()
+    image.save(buffer, "JPEG", quality=95, **extra)
+    return buffer.getvalue()
+
+
+def half_transparent_png(size: tuple[int, int] = (400, 200)) -> bytes:
+    """Left half fully transparent, right half opaque blue."""
+    image = Image.new("RGBA", size, (*BLUE, 255))
+    image.paste((0, 0, 0, 0), (0, 0, size[0] // 2, size[1]))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def animated_gif(colors: Sequence[tuple[int, int, int]] = (RED, GREEN, BLUE),
+                 size: tuple[int, int] = (300, 150)) -> bytes:
+    frames = [Image.new("RGB", size, color) for color in colors]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buffer.getvalue()
+
+
+def color_for_frame(index: int) -> tuple[int, int, int]:
+    """Frame colours that change steadily, so a frame's time can be read from its colour."""
+    return (min(255, 10 + index * 8), 60, max(0, 245 - index * 8))
+
+
+def video_file(
+    path: Path,
+    *,
+    container: str = "mp4",
+    codec: str = "libx264",
+    frames: int = 30,
+    rate: int = 10,
+    size: tuple[int, int] = (320, 240),
+    rotation: int | None = None,
+    gop: int | None = None,
+) -> Path:
+    """A short video whose frame ``i`` is filled with :func:`color_for_frame` ``(i)``."""
+    with av.open(str(path), "w", format=container) as output:
+        stream = output.add_stream(codec, rate=rate)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        if gop is not None:
+            stream.codec_context.gop_size = gop
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for index in range(frames):
+            image = Image.new("RGB", size, color_for_frame(index))
+            frame = av.VideoFrame.from_image(image)
+            frame.pts = index
+            frame.time_base = Fraction(1, rate)
+            for packet in stream.encode(frame):
+                output.mux(packet)
+        for packet in stream.encode():
+            output.mux(packet)
+    return path
+
+
+def audio_only_m4a(path: Path) -> Path:
+    """An MP4 container with only an audio stream (must be refused as a video)."""
+    with av.open(str(path), "w", format="mp4") as output:
+        stream = output.add_stream("aac", rate=8000)
+        frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.sample_rate = 8000
+        for index in range(4):
+            frame.pts = index * 1024
+            for packet in stream.encode(frame):
+                output.mux(packet)
+        for packet in stream.encode():
+            output.mux(packet)
+    return path
+
+
+# A tiny but real ELF header (what `file` recognises): the start of an x86-64 executable.
+ELF_EXECUTABLE = (
+    b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + b"\x02\x00\x3e\x00\x01\x00\x00\x00" + b"\x00" * 200
+)
+# A DOS/PE header start.
+PE_EXECUTABLE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\x00" * 200 + b"PE\x00\x00"
+
+
+def zip_archive() -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("readme.txt", "not an image")
+    return buffer.getvalue()
+
+
+async def chunks_of(data: bytes, size: int = 64 * 1024):  # type: ignore[no-untyped-def]
+    """``data`` as an async stream of ``size``-byte chunks (like a multipart upload)."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
