@@ -28,8 +28,12 @@ def image_bytes(
     return buffer.getvalue()
 
 
-def halves_jpeg(size: tuple[int, int], left: tuple[int, int, int], right: tuple[int, int, int],
-                orientation: int | None = None) -> bytes:
+def halves_jpeg(
+    size: tuple[int, int],
+    left: tuple[int, int, int],
+    right: tuple[int, int, int],
+    orientation: int | None = None,
+) -> bytes:
     """A JPEG whose left half is ``left`` and right half ``right``, with an EXIF orientation."""
     image = Image.new("RGB", size, right)
     image.paste(left, (0, 0, size[0] // 2, size[1]))
@@ -52,8 +56,9 @@ def half_transparent_png(size: tuple[int, int] = (400, 200)) -> bytes:
     return buffer.getvalue()
 
 
-def animated_gif(colors: Sequence[tuple[int, int, int]] = (RED, GREEN, BLUE),
-                 size: tuple[int, int] = (300, 150)) -> bytes:
+def animated_gif(
+    colors: Sequence[tuple[int, int, int]] = (RED, GREEN, BLUE), size: tuple[int, int] = (300, 150)
+) -> bytes:
     frames = [Image.new("RGB", size, color) for color in colors]
     buffer = io.BytesIO()
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
@@ -119,7 +124,9 @@ ELF_EXECUTABLE = (
     b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + b"\x02\x00\x3e\x00\x01\x00\x00\x00" + b"\x00" * 200
 )
 # A DOS/PE header start.
-PE_EXECUTABLE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\x00" * 200 + b"PE\x00\x00"
+PE_EXECUTABLE = (
+    b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + b"\x00" * 200 + b"PE\x00\x00"
+)
 
 
 def zip_archive() -> bytes:

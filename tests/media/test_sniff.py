@@ -165,7 +165,7 @@ async def test_truncated_jpeg_is_refused(tmp_path: Path) -> None:
     data = image_bytes("JPEG", size=(800, 600), color=(10, 120, 200), quality=95)
     path = tmp_path / "cut.jpg"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(UnsupportedMediaError, match="truncated|damaged"):
+    with pytest.raises(UnsupportedMediaError, match=r"truncated|damaged"):
         await verify_media(path, sniff.JPEG)
 
 
@@ -199,7 +199,8 @@ def _png_header_claiming(width: int, height: int) -> bytes:
     """A PNG whose IHDR claims a huge size, followed by a tiny IDAT: a decompression bomb shape."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (

@@ -172,7 +172,11 @@ async def test_video_thumbnail_at_a_timestamp_differs_from_frame_zero(
     tmp_path: Path, container: str, codec: str, media_type: sniff.MediaType
 ) -> None:
     path = video_file(
-        tmp_path / f"clip.{container}", container=container, codec=codec, frames=30, rate=10,
+        tmp_path / f"clip.{container}",
+        container=container,
+        codec=codec,
+        frames=30,
+        rate=10,
         size=(640, 360),
     )
     first = await describe_video(path, media_type, box=128)
