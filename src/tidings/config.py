@@ -46,6 +46,29 @@ class Settings(BaseSettings):
     port: int = 8000
     allow_private_urls: bool = False
     disable_registration: bool = False
+    # Sign-in with GitHub / Google / a generic OpenID Connect provider (each enabled when its
+    # client id is set). Endpoint URLs are overridable for self-hosted or test servers; an OIDC
+    # issuer alone is enough when it serves /.well-known/openid-configuration.
+    github_client_id: str | None = None
+    github_client_secret: str | None = None
+    github_oauth_url: str = "https://github.com"
+    github_api_url: str = "https://api.github.com"
+    google_client_id: str | None = None
+    google_client_secret: str | None = None
+    google_authorization_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_url: str = "https://oauth2.googleapis.com/token"
+    google_userinfo_url: str = "https://openidconnect.googleapis.com/v1/userinfo"
+    oidc_issuer: str | None = None
+    oidc_authorization_url: str | None = None
+    oidc_token_url: str | None = None
+    oidc_userinfo_url: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: str = "openid email profile"
+    oidc_display_name: str = "Single sign-on"
+    # Lifetimes of emailed links.
+    password_reset_ttl_minutes: int = 60
+    invite_ttl_days: int = 7
     billing: bool = False
     log_level: str = "INFO"
     # Limits of the media library, in bytes.
@@ -69,6 +92,16 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_from: str = "tidings@localhost"
     smtp_starttls: bool = True
+    # Outgoing webhooks: attempts per event, exponential backoff (base * 4**n, capped), timeout
+    # of one attempt, and how many events in a row may fail before the endpoint is disabled.
+    webhook_max_attempts: int = 6
+    webhook_backoff_base_seconds: float = 30.0
+    webhook_backoff_cap_seconds: float = 3600.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_disable_after: int = 10
+    # RSS/Atom auto-posting: how often feeds are polled (minutes) and the timeout of one fetch.
+    autopost_interval_minutes: int = 15
+    autopost_timeout_seconds: float = 15.0
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,79 @@
+"""Background jobs of automation: webhook delivery and RSS/Atom polling.
+
+Task bodies are thin: they open their unit of work through the module functions, which tests
+call directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import or_, select
+
+from tidings.automation import webhooks
+from tidings.automation.events import DELIVER_TASK, endpoint_lock
+from tidings.automation.models import WebhookEvent, Webhooks
+from tidings.core.jobs import defer_in_session, job_app
+from tidings.db import get_database
+
+logger = logging.getLogger("tidings.automation.tasks")
+
+
+@job_app.task(name=DELIVER_TASK, retry=False)
+async def deliver_webhook(webhook_id: str) -> None:
+    """Deliver the due events of one endpoint in order (deferred with the endpoint's lock)."""
+    count = await webhooks.deliver_endpoint(get_database(), webhook_id)
+    logger.debug("webhook %s: %d event(s) delivered", webhook_id, count)
+
+
+@job_app.task(name=webhooks.RETRY_TASK, retry=False)
+async def retry_webhook(webhook_id: str) -> None:
+    """Wake an endpoint up when its oldest event's retry is due (unlocked on purpose; see
+    :mod:`tidings.automation.webhooks`)."""
+    async with get_database().session() as session:
+        await defer_in_session(
+            session, DELIVER_TASK, lock=endpoint_lock(webhook_id), webhook_id=webhook_id
+        )
+
+
+async def sweep_pending() -> int:
+    """Defer delivery for every enabled endpoint with a due pending event (a safety net for a
+    job lost to a crash); returns how many endpoints were kicked."""
+    now = datetime.now(UTC)
+    async with get_database().session() as session:
+        ids = list(
+            (
+                await session.execute(
+                    select(WebhookEvent.webhook_id)
+                    .join(Webhooks, Webhooks.id == WebhookEvent.webhook_id)
+                    .where(
+                        WebhookEvent.status == "pending",
+                        or_(
+                            WebhookEvent.next_attempt_at.is_(None),
+                            WebhookEvent.next_attempt_at <= now,
+                        ),
+                        Webhooks.enabled.is_(True),
+                    )
+                    .distinct()
+                )
+            ).scalars()
+        )
+        for webhook_id in ids:
+            await defer_in_session(
+                session,
+                DELIVER_TASK,
+                lock=endpoint_lock(webhook_id),
+                queueing_lock=f"webhook-sweep:{webhook_id}",
+                webhook_id=webhook_id,
+            )
+    return len(ids)
+
+
+@job_app.periodic(cron="*/5 * * * *")
+@job_app.task(name="automation.sweep_webhooks", queueing_lock="automation.sweep_webhooks")
+async def sweep_webhooks(timestamp: int) -> None:
+    """Every five minutes: make sure no due webhook event is left without a delivery job."""
+    kicked = await sweep_pending()
+    if kicked:
+        logger.info("webhook sweep: %d endpoint(s) had due events", kicked)
