@@ -1,0 +1,113 @@
+"""Small helpers shared by the chat/video/Meta providers (discord, slack, telegram, threads,
+facebook, instagram, youtube, tiktok, pinterest). Not a provider module: the registry skips
+modules whose name starts with an underscore."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from tidings.channels.providers.base import (
+    ChannelCredentials,
+    MediaItem,
+    PostPart,
+    Provider,
+    RetryableError,
+    RuleViolation,
+    TokenSet,
+    env_prefix,
+)
+
+T = TypeVar("T")
+
+_EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "video/mp4": "mp4",
+    "video/quicktime": "mov",
+    "video/webm": "webm",
+}
+
+
+def extra_setting(provider: Provider[Any], key: str) -> str | None:
+    """A provider-wide secret that is not an OAuth client credential (e.g. Discord's bot token):
+    ``config.extra[key]``, else ``TIDINGS_<ID>_<KEY>`` from the environment."""
+    value = provider.config.extra.get(key) or os.environ.get(
+        env_prefix(provider.identifier) + key.upper()
+    )
+    return value or None
+
+
+def with_query(url: str, params: Mapping[str, str]) -> str:
+    """``url`` with ``params`` appended as a query string."""
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}{urlencode(dict(params))}"
+
+
+def media_filename(item: MediaItem, index: int = 0) -> str:
+    """A file name for an upload: the URL's last segment, else ``media<index>.<ext>``."""
+    name = item.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    if name and "." in name:
+        return name
+    return f"media{index}.{_EXTENSIONS.get(item.mime_type.lower(), 'bin')}"
+
+
+def tokens_of(credentials: ChannelCredentials) -> TokenSet:
+    """The stored tokens of a channel, as a TokenSet (for re-picks that keep the tokens)."""
+    return TokenSet(
+        access_token=credentials.access_token,
+        refresh_token=credentials.refresh_token,
+        expires_at=credentials.token_expires_at,
+    )
+
+
+def short_key(*parts: str, length: int = 25) -> str:
+    """A stable hex digest of ``parts`` cut to ``length`` (platform nonces have size limits)."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:length]
+
+
+def total_media_violations(
+    parts: Sequence[PostPart], limit: int, name: str, *, first_only: bool = False
+) -> list[RuleViolation]:
+    """A violation for every part carrying more than ``limit`` files in all."""
+    out = []
+    for index, part in enumerate(parts):
+        if first_only and index > 0:
+            break
+        if len(part.media) > limit:
+            out.append(
+                RuleViolation(
+                    code="too_many_media",
+                    message=f"{name} allows at most {limit} files per post",
+                    part_index=index,
+                )
+            )
+    return out
+
+
+async def poll(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    interval: float,
+    give_up_after: float,
+    what: str,
+) -> T:
+    """Call ``check`` every ``interval`` seconds until it returns something.
+
+    RetryableError after ``give_up_after`` seconds: the platform is still processing, so the
+    whole publish is tried again later."""
+    deadline = time.monotonic() + give_up_after
+    while True:
+        result = await check()
+        if result is not None:
+            return result
+        if time.monotonic() + interval > deadline:
+            raise RetryableError(f"{what} is still being processed; try again later")
+        await asyncio.sleep(interval)
