@@ -1,0 +1,265 @@
+"""Loopback servers and a real job worker for the automation tests.
+
+- :class:`Loopback`: a Starlette app under uvicorn on 127.0.0.1 (free port), in the test's loop.
+- :class:`Receiver`: webhook endpoints ``/hook/<name>`` that check every request with the
+  ``standardwebhooks`` package (an implementation independent of ours) and answer as scripted:
+  a list of status codes to give first, or never answer at all.
+- :class:`FeedServer`: serves RSS/Atom documents with ETag/Last-Modified (answers 304 to a
+  matching conditional GET), and can serve garbage or never answer.
+- :func:`running_worker`: a Procrastinate worker on the test's database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import standardwebhooks
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tidings.db import Database
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.stop = asyncio.Event()
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)
+        await self.stop.wait()
+
+
+class Loopback:
+    """Base: subclasses return their routes from :meth:`routes`."""
+
+    def __init__(self) -> None:
+        self.base_url = ""
+        self.release = asyncio.Event()  # set at exit: hanging handlers give up
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def routes(self) -> list[Route]:
+        raise NotImplementedError
+
+    async def hang(self) -> Response:
+        """Never answer (until the server stops)."""
+        await self.release.wait()
+        return Response(status_code=504)
+
+    async def __aenter__(self) -> Self:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._sock = sock
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            Starlette(routes=self.routes()),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            ws="none",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        for _ in range(500):
+            if self._server.started:
+                break
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release.set()
+        if self._server is not None:
+            self._server.should_exit = True
+            self._server.stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._sock.close()
+
+
+@dataclass
+class Received:
+    """One request as a receiver saw it."""
+
+    hook: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+    verified: Any = None  # the payload when the signature checked out
+    error: str | None = None  # why verification failed
+    status: int = 0  # what we answered
+
+
+@dataclass
+class Hook:
+    secret: str | None = None
+    script: list[int] = field(default_factory=list)  # statuses answered first, in order
+    default: int = 200
+    hang: bool = False
+
+
+class Receiver(Loopback):
+    """Webhook endpoints ``/hook/<name>`` verifying the Standard Webhooks signature."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hooks: dict[str, Hook] = {}
+        self.received: list[Received] = []
+
+    def url(self, name: str) -> str:
+        self.hooks.setdefault(name, Hook())
+        return f"{self.base_url}/hook/{name}"
+
+    def configure(self, name: str, **kwargs: Any) -> None:
+        hook = self.hooks.setdefault(name, Hook())
+        for key, value in kwargs.items():
+            setattr(hook, key, value)
+
+    def of(self, name: str) -> list[Received]:
+        return [r for r in self.received if r.hook == name]
+
+    async def _handle(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        hook = self.hooks.setdefault(name, Hook())
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        received = Received(name, headers, body, time.monotonic())
+        if hook.secret is not None:
+            try:
+                received.verified = standardwebhooks.Webhook(hook.secret).verify(body, headers)
+            except standardwebhooks.WebhookVerificationError as exc:
+                received.error = str(exc)
+        self.received.append(received)
+        if hook.hang:
+            return await self.hang()
+        status = hook.script.pop(0) if hook.script else hook.default
+        if received.error is not None:
+            status = 401
+        received.status = status
+        return Response(f"answered {status}", status_code=status)
+
+    def routes(self) -> list[Route]:
+        return [Route("/hook/{name}", self._handle, methods=["POST", "GET"])]
+
+
+@dataclass
+class Feed:
+    body: bytes
+    content_type: str = "application/rss+xml"
+    etag: str | None = None
+    last_modified: str | None = None
+    hang: bool = False
+    status: int = 200
+
+
+class FeedServer(Loopback):
+    """Feeds at ``/feed/<name>``; every GET recorded with its conditional headers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feeds: dict[str, Feed] = {}
+        self.requests: list[tuple[str, dict[str, str], int]] = []
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/feed/{name}"
+
+    def of(self, name: str) -> list[tuple[dict[str, str], int]]:
+        return [(h, s) for n, h, s in self.requests if n == name]
+
+    async def _handle(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        feed = self.feeds.get(name)
+        if feed is None:
+            self.requests.append((name, headers, 404))
+            return Response("no such feed", status_code=404)
+        if feed.hang:
+            self.requests.append((name, headers, 0))
+            return await self.hang()
+        answer_headers = {}
+        if feed.etag:
+            answer_headers["etag"] = feed.etag
+        if feed.last_modified:
+            answer_headers["last-modified"] = feed.last_modified
+        not_modified = (feed.etag is not None and headers.get("if-none-match") == feed.etag) or (
+            feed.last_modified is not None
+            and feed.etag is None
+            and headers.get("if-modified-since") == feed.last_modified
+        )
+        if not_modified:
+            self.requests.append((name, headers, 304))
+            return Response(status_code=304, headers=answer_headers)
+        self.requests.append((name, headers, feed.status))
+        return Response(
+            feed.body, status_code=feed.status, media_type=feed.content_type, headers=answer_headers
+        )
+
+    def routes(self) -> list[Route]:
+        return [Route("/feed/{name}", self._handle, methods=["GET"])]
+
+
+@contextlib.asynccontextmanager
+async def running_worker(database: Database, *, concurrency: int = 4) -> AsyncIterator[None]:
+    """A real Procrastinate worker on ``database`` for the duration of the block."""
+    from tidings.core.jobs import close_jobs, job_app, load_tasks, open_jobs
+
+    load_tasks()
+    pool = await open_jobs(database.url, max_size=concurrency + 3)
+    worker = asyncio.create_task(
+        job_app.run_worker_async(
+            concurrency=concurrency,
+            install_signal_handlers=False,
+            wait=True,
+            fetch_job_polling_interval=0.05,
+            abort_job_polling_interval=0.5,
+        )
+    )
+    try:
+        yield
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+        await close_jobs(pool)
+        # Procrastinate keeps a closed external pool after close_async (3.x), so the next
+        # open_async would be a no-op on a dead pool: forget it.
+        connector: Any = job_app.connector
+        connector._async_pool = None
+        connector._pool_externally_set = False
+
+
+async def eventually(predicate: Any, *, timeout: float = 10.0, interval: float = 0.05) -> None:
+    """Wait until ``await predicate()`` (or ``predicate()``) is truthy, else fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)

@@ -1,0 +1,183 @@
+"""Webhook delivery with a real worker and a real receiver on 127.0.0.1.
+
+The receiver checks every signature with the ``standardwebhooks`` package, so a bug in our
+signing (or a header the standard does not expect) fails these tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from tests.automation.helpers import Receiver, eventually, running_worker
+from tests.conftest import make_tenant
+from tidings.automation.events import emit
+from tidings.automation.models import WebhookDelivery, WebhookEvent, Webhooks
+from tidings.automation.webhooks import generate_secret
+from tidings.db import Database
+from tidings.notifications.models import Notifications
+
+
+async def _endpoint(
+    database: Database, org_id: str, url: str, events: list[str] | None = None
+) -> tuple[str, str]:
+    secret = generate_secret()
+    async with database.session() as session:
+        row = Webhooks(
+            organization_id=org_id,
+            url=url,
+            events=events or ["post.published", "post.failed"],
+            secret=secret,
+        )
+        session.add(row)
+        await session.flush()
+        return row.id, secret
+
+
+async def _emit(database: Database, org_id: str, event_type: str, data: dict[str, Any]) -> str:
+    async with database.session() as session:
+        ids = await emit(session, org_id, event_type, data)
+    return ids[0]
+
+
+async def _deliveries(database: Database, event_id: str) -> list[WebhookDelivery]:
+    async with database.session() as session:
+        rows = await session.execute(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.event_id == event_id)
+            .order_by(WebhookDelivery.attempt)
+        )
+        return list(rows.scalars())
+
+
+async def test_signed_retried_and_in_order(
+    fresh_database: Database, receiver: Receiver, configure: Callable[..., None]
+) -> None:
+    configure(webhook_backoff_base_seconds=0.1, webhook_max_attempts=5)
+    owner = await make_tenant(fresh_database)
+    hook_id, secret = await _endpoint(fresh_database, owner.org_id, receiver.url("a"))
+    # The first event fails twice on purpose; the two later ones must wait behind it.
+    receiver.configure("a", secret=secret, script=[500, 503])
+
+    async with running_worker(fresh_database):
+        first = await _emit(fresh_database, owner.org_id, "post.published", {"n": 1})
+        second = await _emit(fresh_database, owner.org_id, "post.failed", {"n": 2})
+        third = await _emit(fresh_database, owner.org_id, "post.published", {"n": 3})
+        await eventually(lambda: len(receiver.of("a")) >= 5)
+
+    got = receiver.of("a")
+    assert len(got) == 5
+    assert all(r.error is None for r in got), [r.error for r in got]
+    # Three attempts of the first event, the same webhook-id each time, then the others in order.
+    assert [r.headers["webhook-id"] for r in got] == [first, first, first, second, third]
+    assert [r.status for r in got] == [500, 503, 200, 200, 200]
+    assert [r.verified["data"]["n"] for r in got] == [1, 1, 1, 2, 3]
+    assert [r.verified["type"] for r in got] == [
+        "post.published",
+        "post.published",
+        "post.published",
+        "post.failed",
+        "post.published",
+    ]
+    # Exponential backoff: the second retry waited longer than the first.
+    gap1, gap2 = got[1].at - got[0].at, got[2].at - got[1].at
+    assert gap1 >= 0.09 and gap2 >= 0.39, (gap1, gap2)
+
+    attempts = await _deliveries(fresh_database, first)
+    assert [(d.attempt, d.succeeded, d.status_code) for d in attempts] == [
+        (1, False, 500),
+        (2, False, 503),
+        (3, True, 200),
+    ]
+    assert attempts[0].error == "the endpoint answered HTTP 500"
+    assert attempts[0].response_excerpt == "answered 500"
+    assert all(d.duration_ms >= 0 for d in attempts)
+    async with fresh_database.session() as session:
+        events = (
+            await session.execute(select(WebhookEvent).where(WebhookEvent.webhook_id == hook_id))
+        ).scalars()
+        assert {e.id: (e.status, e.attempts) for e in events} == {
+            first: ("delivered", 3),
+            second: ("delivered", 1),
+            third: ("delivered", 1),
+        }
+
+
+async def test_a_silent_endpoint_does_not_hold_back_others(
+    fresh_database: Database, receiver: Receiver, configure: Callable[..., None]
+) -> None:
+    configure(webhook_timeout_seconds=2, webhook_max_attempts=1)
+    owner = await make_tenant(fresh_database)
+    silent_id, _ = await _endpoint(fresh_database, owner.org_id, receiver.url("silent"))
+    _, secret = await _endpoint(fresh_database, owner.org_id, receiver.url("ok"))
+    receiver.configure("silent", hang=True)
+    receiver.configure("ok", secret=secret)
+
+    async with running_worker(fresh_database):
+        started = time.monotonic()
+        async with fresh_database.session() as session:
+            # The silent endpoint was created first, so its job is queued first.
+            ids = await emit(session, owner.org_id, "post.published", {"n": 1})
+        assert len(ids) == 2
+        await eventually(lambda: len(receiver.of("ok")) == 1, timeout=5)
+        assert time.monotonic() - started < 1.5
+        assert receiver.of("ok")[0].verified["data"] == {"n": 1}
+        # The silent endpoint's attempt ends at the timeout, recorded as such.
+        silent_event = next(i for i in ids if i != receiver.of("ok")[0].headers["webhook-id"])
+        await eventually(lambda: _deliveries(fresh_database, silent_event), timeout=6)
+
+    attempt = (await _deliveries(fresh_database, silent_event))[0]
+    assert not attempt.succeeded
+    assert attempt.status_code is None
+    assert attempt.error == "no answer within 2 seconds"
+    assert attempt.duration_ms >= 1900
+    async with fresh_database.session() as session:
+        event = await session.get(WebhookEvent, silent_event)
+        assert event is not None and event.status == "failed"
+        endpoint = await session.get(Webhooks, silent_id)
+        assert endpoint is not None and endpoint.consecutive_failures == 1
+
+
+async def test_endpoint_disabled_after_consecutive_failed_events(
+    fresh_database: Database, receiver: Receiver, configure: Callable[..., None]
+) -> None:
+    configure(webhook_backoff_base_seconds=0.05, webhook_max_attempts=2, webhook_disable_after=2)
+    owner = await make_tenant(fresh_database)
+    hook_id, secret = await _endpoint(fresh_database, owner.org_id, receiver.url("down"))
+    receiver.configure("down", secret=secret, default=500)
+
+    async with running_worker(fresh_database):
+        ids = [
+            await _emit(fresh_database, owner.org_id, "post.published", {"n": n}) for n in range(3)
+        ]
+
+        async def disabled() -> bool:
+            async with fresh_database.session() as session:
+                row = await session.get(Webhooks, hook_id)
+                return row is not None and not row.enabled
+
+        await eventually(disabled)
+        await eventually(lambda: len(receiver.of("down")) >= 4)
+
+    # Two events, two attempts each; the third event was never sent and is still pending.
+    assert [r.headers["webhook-id"] for r in receiver.of("down")] == [
+        ids[0],
+        ids[0],
+        ids[1],
+        ids[1],
+    ]
+    async with fresh_database.session() as session:
+        statuses = [(await session.get(WebhookEvent, i)).status for i in ids]  # type: ignore[union-attr]
+        assert statuses == ["failed", "failed", "pending"]
+        notes = list(
+            (
+                await session.execute(
+                    select(Notifications).where(Notifications.organization_id == owner.org_id)
+                )
+            ).scalars()
+        )
+        assert len(notes) == 1
+        assert "disabled" in notes[0].content and receiver.url("down") in notes[0].content
