@@ -43,6 +43,15 @@ def name_from_url(url: str) -> str | None:
     return name or None
 
 
+def _display_name(url: str, final_url: str) -> str | None:
+    # The URL the user gave usually names the file better than a CDN's final URL, unless it is
+    # something like ``/download?id=3`` and the redirect target has a real file name.
+    given, final = name_from_url(url), name_from_url(final_url)
+    if given and "." in given:
+        return given
+    return final if final and "." in final else given or final
+
+
 async def _body(
     response: httpx.Response, deadline: float, total_timeout: float
 ) -> AsyncIterator[bytes]:
@@ -132,7 +141,7 @@ async def ingest_url(
             return await ingest_stream(
                 _body(response, deadline, total_timeout),
                 filename=None,  # a URL's name is not a claim about its content
-                display_name=name_from_url(url) or name_from_url(str(response.url)),
+                display_name=_display_name(url, str(response.url)),
                 organization_id=organization_id,
                 storage=storage,
                 config=config,
