@@ -46,7 +46,7 @@ class RecordedRequest:
     """One request as the platform saw it."""
 
     method: str
-    path: str
+    path: str  # decoded
     query: dict[str, str]
     headers: dict[str, str]  # lower-cased names
     body: bytes
@@ -55,6 +55,7 @@ class RecordedRequest:
     files: dict[str, UploadedFile] = field(default_factory=dict)
     path_params: dict[str, str] = field(default_factory=dict)
     query_list: list[tuple[str, str]] = field(default_factory=list)
+    raw_path: str = ""  # as sent, percent-encoding kept
 
     @property
     def auth(self) -> str | None:
@@ -149,6 +150,7 @@ class FakePlatform:
             body=body,
             path_params={k: str(v) for k, v in request.path_params.items()},
             query_list=query_list,
+            raw_path=request.scope.get("raw_path", b"").decode("latin-1"),
         )
         content_type = headers.get("content-type", "")
         if "json" in content_type and body:
