@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 from collections.abc import Callable, Coroutine
 from functools import wraps
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -119,6 +120,10 @@ def run_async(coro_fn: Callable[[str], Coroutine[Any, Any, R]], *, migrate: bool
     return asyncio.run(main())
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @cli.command()
 @clean_errors
 def serve(
@@ -135,6 +140,9 @@ def serve(
 
     settings = _settings()
     _configure_logging(settings)
+    # Create (or read) the secret key now: a data dir that cannot be written fails at start,
+    # not at the first token encrypted.
+    settings.resolved_secret_key()
     url = prepare_database(settings, migrate=migrate)
     app = create_app(
         database_url=url, settings=settings, run_worker=worker, worker_concurrency=concurrency
@@ -143,6 +151,9 @@ def serve(
     bind_port = port if port is not None else settings.port
     where = "embedded database" if settings.embedded else "configured database"
     typer.echo(f"Tidings on http://{bind_host}:{bind_port} ({where})", err=True)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through SystemExit instead
+    # lets exit hooks run, among them the one that stops the embedded PostgreSQL.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(app, host=bind_host, port=bind_port, log_level=settings.log_level.lower())
 
 

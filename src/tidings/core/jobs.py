@@ -91,14 +91,10 @@ async def defer_in_session(
     """
     load_tasks()
     task = job_app.tasks[task_name]
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver_connection = raw.driver_connection
     options: dict[str, Any] = {
         "schedule_at": schedule_at,
         "queueing_lock": queueing_lock,
         "lock": lock,
-        "connection": driver_connection,
     }
     if queue is not None:
         options["queue"] = queue
@@ -106,6 +102,10 @@ async def defer_in_session(
         options["priority"] = priority
     try:
         async with session.begin_nested():
+            # Asking for the connection inside the nested transaction emits the SAVEPOINT.
+            connection = await session.connection()
+            raw = await connection.get_raw_connection()
+            options["connection"] = raw.driver_connection
             job_id: int = await task.configure(**options).defer_async(**task_kwargs)
     except AlreadyEnqueued:
         return None

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import logging.config
 import os
-from typing import Any, Literal
 
 from alembic import context
-from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import create_engine, text
-from sqlalchemy.types import TypeDecorator
 
 from tidings.all_models import metadata
 from tidings.db import to_sqlalchemy_url
+from tidings.migrations import include_object, render_item
 
 config = context.config
 if config.config_file_name and config.attributes.get("configure_logger", True):
@@ -28,21 +26,6 @@ def _url() -> str:
     if not url:
         raise RuntimeError("no database URL: set TIDINGS_DATABASE_URL")
     return to_sqlalchemy_url(url)
-
-
-def include_object(
-    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
-) -> bool:
-    # Procrastinate's tables are created by its own schema SQL (see the first revision).
-    return not (type_ == "table" and name is not None and name.startswith("procrastinate_"))
-
-
-def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
-    # Our TypeDecorators (EncryptedText) are plain text in the database.
-    if type_ == "type" and isinstance(obj, TypeDecorator):
-        autogen_context.imports.add("import sqlalchemy as sa")
-        return f"sa.{obj.impl.__class__.__name__}()"
-    return False
 
 
 def run_migrations_offline() -> None:
