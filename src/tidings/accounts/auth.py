@@ -7,6 +7,7 @@
 - :data:`Admin`: a member with role ADMIN or SUPERADMIN.
 - :data:`ApiKeyOrg`: the organization of a Public API key (``Authorization: <key>``, a
   ``Bearer`` prefix accepted).
+- :data:`SuperAdmin`: a global super admin (``users.is_super_admin``), not impersonating.
 
 A :class:`Caller` carries an :data:`~tidings.core.tenancy.OrgId`, the only way services receive
 an organization.
@@ -15,9 +16,10 @@ an organization.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -141,3 +143,68 @@ async def _api_key_org(request: Request, db: DbSession) -> Caller:
 Member = Annotated[Caller, Depends(_member)]
 Admin = Annotated[Caller, Depends(_admin)]
 ApiKeyOrg = Annotated[Caller, Depends(_api_key_org)]
+
+
+async def _super_admin(active: Annotated[ActiveSession, Depends(_active_session)]) -> User:
+    # An impersonation session acts as its target, so it never holds these powers.
+    if not active.user.is_super_admin or active.session.impersonator_id is not None:
+        raise Forbidden("only a super admin of this instance may do this")
+    return active.user
+
+
+#: A global super admin (``users.is_super_admin``) signed in as themselves.
+SuperAdmin = Annotated[User, Depends(_super_admin)]
+
+
+def client_ip(request: Request) -> str:
+    """The address of the client (the direct peer: proxies are not trusted)."""
+    return request.client.host if request.client else "unknown"
+
+
+def client_agent(request: Request) -> str | None:
+    """The client's User-Agent, cut to a storable length."""
+    agent = request.headers.get("user-agent")
+    return agent[:500] if agent else None
+
+
+def _secure_cookies(request: Request) -> bool:
+    settings = getattr(request.app.state, "settings", None)
+    public_url = settings.public_url if settings is not None else ""
+    return str(public_url).startswith("https://")
+
+
+def set_session_cookie(
+    request: Request, response: Response, token: str, expires_at: datetime
+) -> None:
+    """Send the session token as an httpOnly, SameSite=Lax cookie (Secure over https)."""
+    max_age = max(0, int((expires_at - datetime.now(UTC)).total_seconds()))
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_secure_cookies(request),
+    )
+
+
+def set_org_cookie(request: Request, response: Response, org_id: str) -> None:
+    """Remember the chosen organization in the browser."""
+    response.set_cookie(
+        ORG_COOKIE,
+        org_id,
+        max_age=365 * 24 * 3600,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_secure_cookies(request),
+    )
+
+
+def clear_auth_cookies(request: Request, response: Response) -> None:
+    """Forget the session and the chosen organization."""
+    for name in (SESSION_COOKIE, ORG_COOKIE):
+        response.delete_cookie(
+            name, path="/", httponly=True, samesite="lax", secure=_secure_cookies(request)
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, UniqueConstraint, false
@@ -64,3 +65,30 @@ class Customer(TimestampMixin, SoftDeleteMixin, Base):
     id: Mapped[str] = uuid_pk()
     name: Mapped[str]
     org_id: Mapped[str] = mapped_column(ForeignKey("organization.id", ondelete="CASCADE"))
+
+
+class OrganizationInvite(TimestampMixin, Base):
+    """An invitation of an email address to join an organization with a role.
+
+    The emailed link carries a signed token naming this row; the row makes the link single-use
+    and revocable, and lets admins list pending invites. On acceptance the user's ``invite_id``
+    records the invite that brought them in.
+    """
+
+    __tablename__ = "organization_invite"
+
+    id: Mapped[str] = uuid_pk()
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organization.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(index=True)  # lower-cased
+    role: Mapped[Role] = mapped_column(pg_enum(Role, "role"))
+    invited_by_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    accepted_by_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    revoked_at: Mapped[datetime | None]
