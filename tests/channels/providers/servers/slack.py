@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import replace
 from typing import Any
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -31,7 +32,9 @@ class FakeSlack(FakePlatform):
     """One workspace; ``messages`` by (channel, ts), ``files`` by id."""
 
     def __init__(self, *, max_text: int = 40000, share_polls: int = 0) -> None:
-        self.oauth = OAuthBook(user="U0BOT", require_pkce=False, expires_in=None)
+        self.oauth = OAuthBook(
+            user="U0BOT", require_pkce=False, expires_in=None, issue_refresh=False
+        )
         self.oauth.add_client("slack-app", "slack-secret", [])
         self.max_text = max_text
         self.share_polls = share_polls
@@ -45,6 +48,7 @@ class FakeSlack(FakePlatform):
     def rotation(self, on: bool = True) -> None:
         """Turn token rotation on: tokens expire and come with refresh tokens."""
         self.oauth.expires_in = 43200 if on else None
+        self.oauth.issue_refresh = on
 
     def setup_routes(self) -> None:
         self.add("GET", "/oauth/v2/authorize", self.authorize)
@@ -62,13 +66,20 @@ class FakeSlack(FakePlatform):
     # ---- OAuth ----------------------------------------------------------------------------
 
     async def authorize(self, request: RecordedRequest) -> Response:
-        return self.oauth.authorize(request)
+        if "response_type" in request.query:
+            return JSONResponse({"error": "unexpected response_type"}, 400)
+        # Slack's authorize has no response_type: it is always a code.
+        return self.oauth.authorize(
+            replace(request, query={**request.query, "response_type": "code"})
+        )
 
     async def access(self, request: RecordedRequest) -> Response:
-        answer = self.oauth.token(request)
+        # grant_type is optional for a code exchange at Slack.
+        form = {"grant_type": "authorization_code", **request.form}
+        answer = self.oauth.token(replace(request, form=form))
         data = json.loads(bytes(answer.body))
         if answer.status_code != 200:
-            refresh = request.form.get("grant_type") == "refresh_token"
+            refresh = form["grant_type"] == "refresh_token"
             if data.get("error") == "invalid_client":
                 return fail("invalid_client_id")
             return fail("invalid_refresh_token" if refresh else "invalid_code")
@@ -192,12 +203,12 @@ class FakeSlack(FakePlatform):
             return fail("invalid_form_data")
         data = request.json or {}
         channel = str(data.get("channel") or "")
-        message = self._new_message(
-            channel, str(data.get("text") or ""), data.get("thread_ts"), []
-        )
+        message = self._new_message(channel, str(data.get("text") or ""), data.get("thread_ts"), [])
         if isinstance(message, Response):
             return message
-        return JSONResponse({"ok": True, "channel": channel, "ts": message["ts"], "message": message})
+        return JSONResponse(
+            {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
+        )
 
     async def upload_url(self, request: RecordedRequest) -> Response:
         refused = self._auth(request)
