@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -23,3 +24,16 @@ def allow_private(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     monkeypatch.delenv("TIDINGS_ALLOW_PRIVATE_URLS")
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def app(test_database: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """TEMPORARY: the app with only the routers channels needs (others are mid-change)."""
+    import tidings.app
+
+    monkeypatch.setattr(
+        tidings.app, "ROUTER_MODULES", ["tidings.accounts.routes", "tidings.channels.routes"]
+    )
+    from tests.conftest import build_app
+
+    return build_app(test_database)

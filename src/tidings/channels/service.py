@@ -23,26 +23,55 @@ import json
 import logging
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
-from tidings.channels.models import Integration
+from tidings.billing.service import check_channel_limit
+from tidings.channels.customers import (
+    clean_customer_name,
+    get_customer,
+    get_or_create_customer,
+)
+from tidings.channels.models import Integration, OAuthState
 from tidings.channels.providers import (
     ChannelCredentials,
+    Choice,
+    ConnectedAccount,
     ConnectError,
     DisconnectedError,
     Provider,
+    ProviderError,
     RefreshTokenError,
+    RetryableError,
+    UnknownOutcomeError,
+    UnknownProviderError,
+    UnknownToolError,
+    all_providers,
     build_provider,
     default_http_client,
+    get_provider,
+    new_code_verifier,
 )
 from tidings.config import get_settings
-from tidings.core.tenancy import OrgId
+from tidings.core.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    RateLimited,
+    TidingsError,
+)
+from tidings.core.ids import new_cuid, new_token
+from tidings.core.tenancy import OrgId, select_owned
 from tidings.core.urlguard import UnsafeURLError, check_url
 from tidings.notifications.service import notify
+from tidings.orgs.models import Customer
 from tidings.posts.models import Errors
 
 logger = logging.getLogger("tidings.channels")
@@ -235,8 +264,6 @@ async def mark_refresh_needed(session: AsyncSession, integration: Integration, r
 
 
 def _display_name(identifier: str) -> str:
-    from tidings.channels.providers import UnknownProviderError, get_provider
-
     try:
         return get_provider(identifier).display_name
     except UnknownProviderError:
@@ -290,3 +317,675 @@ async def refresh_channel(
     # updated_at is set by the database; load it now so callers can read it without I/O.
     await session.refresh(locked, ["updated_at"])
     return credentials_of(locked)
+
+
+async def refresh_in_own_transaction(
+    channel_id: str, *, http: httpx.AsyncClient | None = None
+) -> ChannelCredentials:
+    """:func:`refresh_channel` in a unit of work of its own (committed at once).
+
+    For callers whose transaction may roll back (a request answering an error, a failing
+    publish): a refused refresh's ``refresh_needed`` mark is kept anyway. The caller must not
+    hold a lock on the channel row. Raises like :func:`refresh_channel`.
+    """
+    from tidings.db import get_database
+
+    failure: ProviderError | None = None
+    async with get_database().session() as session:
+        channel = await session.get(Integration, channel_id)
+        if channel is None:
+            raise DisconnectedError("The channel was deleted")
+        try:
+            return await refresh_channel(session, channel, http=http)
+        except DisconnectedError as exc:
+            failure = exc  # leave the block normally so the mark commits
+    assert failure is not None
+    raise failure
+
+
+# ---------------------------------------------------------------------------------------------
+# Connecting
+# ---------------------------------------------------------------------------------------------
+
+STATE_PURPOSE = "channel"
+STATE_TTL = timedelta(minutes=15)
+# In-between rows (an account still picking its page) get an internal id of their own: the
+# member's id could be a connected channel already (LinkedIn member vs LinkedIn page).
+PENDING_MARK = ":pending:"
+
+
+class PlatformUnavailable(TidingsError):
+    """The platform failed (5xx, or no answer after the request was sent)."""
+
+    status_code = 502
+    code = "platform_unavailable"
+
+
+@dataclass(kw_only=True)
+class ConnectStart:
+    """Where to send the user, and the state that will come back with the callback."""
+
+    url: str
+    state: str
+    expires_at: datetime
+
+
+@dataclass(kw_only=True)
+class ConnectOutcome:
+    """A connected (or reconnected) channel; ``choices`` when it needs a page picked."""
+
+    channel: Integration
+    created: bool
+    choices: list[Choice] | None = None
+    return_to: str | None = None
+
+
+def provider_class(identifier: str) -> type[Provider[Any]]:
+    """The provider class of ``identifier`` (404 naming the provider when unknown)."""
+    try:
+        return get_provider(identifier)
+    except UnknownProviderError:
+        raise NotFound(f"unknown provider {identifier!r}", field="provider") from None
+
+
+def callback_url(identifier: str) -> str:
+    """The OAuth redirect URI of a provider (register it with the platform's app)."""
+    return f"{get_settings().public_url}/api/channels/{identifier}/callback"
+
+
+def connect_failure(exc: ProviderError, *, field: str) -> TidingsError:
+    """The client error a provider failure during connecting (or a tool call) means."""
+    if isinstance(exc, RetryableError):
+        if exc.status_code == 429:
+            return RateLimited(
+                f"The platform is rate limiting: {exc.message}",
+                retry_after=int(exc.retry_after or 60),
+                field=field,
+            )
+        if exc.status_code is not None:
+            return PlatformUnavailable(f"The platform failed: {exc.message}", field=field)
+        return BadRequest(f"Could not reach the platform: {exc.message}", field=field)
+    if isinstance(exc, UnknownOutcomeError):
+        return PlatformUnavailable(exc.message, field=field)
+    if isinstance(exc, UnknownToolError):
+        return BadRequest(exc.message, field="name")
+    return BadRequest(exc.message, field=field, code="connect_failed")
+
+
+def _safe_return_to(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 500:
+        raise BadRequest(
+            "return_to must be a path on this server, like /channels", field="return_to"
+        )
+    return value
+
+
+async def start_connect(
+    session: AsyncSession,
+    org_id: OrgId,
+    identifier: str,
+    *,
+    user_id: str | None,
+    instance: Mapping[str, str] | None = None,
+    return_to: str | None = None,
+    redirect_uri: str | None = None,
+    customer: str | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> ConnectStart:
+    """Begin an OAuth connection: the authorization URL, with its state stored for 15 minutes.
+
+    ``instance`` holds the provider's instance inputs (e.g. Mastodon's ``instance_url``);
+    ``return_to`` (a local path) is where the browser goes after the callback;
+    ``redirect_uri`` overrides the callback URL (e.g. a web page that POSTs the code);
+    ``customer`` names the customer the new channel is assigned to.
+    """
+    cls = provider_class(identifier)
+    if cls.connect_kind != "oauth":
+        raise BadRequest(
+            f"{cls.display_name} connects with credential fields: "
+            f"POST /api/channels/{identifier}/connect",
+            field="provider",
+        )
+    names = {spec.name for spec in cls.fields}
+    values = {k: v for k, v in (instance or {}).items() if v is not None and v.strip()}
+    for key in values:
+        if key not in names:
+            raise BadRequest(f"{cls.display_name} takes no input {key!r}", field=key)
+    return_to = _safe_return_to(return_to)
+    if customer is not None:
+        clean_customer_name(customer, field="customer")
+    field = cls.fields[0].name if cls.fields else "provider"
+    state = new_token(24)
+    verifier = new_code_verifier()
+    redirect = redirect_uri or callback_url(identifier)
+    provider = build(identifier, http)
+    try:
+        request = await provider.authorization_url(redirect, state, verifier, values or None)
+    except ProviderError as exc:
+        raise connect_failure(exc, field=field) from exc
+    expires_at = datetime.now(UTC) + STATE_TTL
+    data = {
+        "custom_instance_details": request.custom_instance_details,
+        "return_to": return_to,
+        "customer": customer,
+    }
+    session.add(
+        OAuthState(
+            state=state,
+            purpose=STATE_PURPOSE,
+            provider=identifier,
+            organization_id=org_id,
+            user_id=user_id,
+            code_verifier=verifier,
+            redirect_uri=redirect,
+            data=json.dumps(data),
+            expires_at=expires_at,
+        )
+    )
+    await session.flush()
+    return ConnectStart(url=request.url, state=state, expires_at=expires_at)
+
+
+async def finish_connect(
+    session: AsyncSession,
+    org_id: OrgId,
+    identifier: str,
+    *,
+    user_id: str | None,
+    code: str,
+    state: str,
+    http: httpx.AsyncClient | None = None,
+) -> ConnectOutcome:
+    """Complete an OAuth connection: check and spend the state, exchange the code, upsert the
+    channel (and list its choices when it needs a page picked).
+
+    The state must belong to this provider, this organization and (when one started it) this
+    user, so a victim's browser cannot complete an attacker's connection. It is single-use.
+    """
+    provider_class(identifier)
+    row = (
+        await session.execute(
+            select(OAuthState)
+            .where(OAuthState.state == state, OAuthState.purpose == STATE_PURPOSE)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if (
+        row is None
+        or row.provider != identifier
+        or row.organization_id != org_id
+        or (row.user_id is not None and row.user_id != user_id)
+    ):
+        raise BadRequest("unknown or already used state; start connecting again", field="state")
+    await session.delete(row)
+    await session.flush()
+    if row.expires_at <= datetime.now(UTC):
+        raise BadRequest("this connection attempt expired; start connecting again", field="state")
+    data = _json_object(row.data) or {}
+    provider = build(identifier, http)
+    try:
+        account = await provider.exchange_code(
+            code,
+            row.redirect_uri or callback_url(identifier),
+            row.code_verifier or "",
+            data.get("custom_instance_details"),
+        )
+    except ProviderError as exc:
+        raise connect_failure(exc, field="code") from exc
+    customer_id = None
+    if data.get("customer"):
+        customer_id = (
+            await get_or_create_customer(session, org_id, str(data["customer"]), field="customer")
+        ).id
+    outcome = await save_account(session, org_id, provider, account, customer_id=customer_id)
+    outcome.return_to = data.get("return_to")
+    return outcome
+
+
+async def connect_with_fields(
+    session: AsyncSession,
+    org_id: OrgId,
+    identifier: str,
+    values: Mapping[str, str],
+    *,
+    customer: str | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> ConnectOutcome:
+    """Connect a credential-field provider (e.g. Bluesky handle + app password)."""
+    cls = provider_class(identifier)
+    if cls.connect_kind != "fields":
+        raise BadRequest(
+            f"{cls.display_name} connects with OAuth: GET /api/channels/{identifier}/connect",
+            field="provider",
+        )
+    names = [spec.name for spec in cls.fields]
+    for key in values:
+        if key not in names:
+            raise BadRequest(
+                f"{cls.display_name} takes no field {key!r} (fields: {', '.join(names)})",
+                field=f"fields.{key}",
+            )
+    for spec in cls.fields:
+        if spec.required and not spec.default and not (values.get(spec.name) or "").strip():
+            raise BadRequest(f"{spec.label} is required", field=f"fields.{spec.name}")
+    customer_id = None
+    if customer is not None:
+        customer_id = (await get_or_create_customer(session, org_id, customer, field="customer")).id
+    provider = build(identifier, http)
+    try:
+        account = await provider.connect_with_fields(dict(values))
+    except ProviderError as exc:
+        raise connect_failure(exc, field="fields") from exc
+    return await save_account(session, org_id, provider, account, customer_id=customer_id)
+
+
+def _row_internal_id(provider: Provider[Any], account: ConnectedAccount) -> str:
+    if account.in_between_steps:
+        return f"{provider.identifier}{PENDING_MARK}{account.internal_id}"
+    return account.internal_id
+
+
+async def _find_by_internal_id(
+    session: AsyncSession, org_id: OrgId, internal_id: str, *, excluding: str | None = None
+) -> Integration | None:
+    stmt = (
+        select_owned(Integration, org_id)
+        .where(Integration.internal_id == internal_id)
+        .with_for_update()
+        .execution_options(include_deleted=True, populate_existing=True)
+    )
+    if excluding is not None:
+        stmt = stmt.where(Integration.id != excluding)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+def _apply_account(
+    channel: Integration, provider: Provider[Any], account: ConnectedAccount
+) -> None:
+    """Copy a fresh connection onto the row; an absent refresh token keeps the stored one."""
+    tokens = account.tokens
+    channel.provider_identifier = provider.identifier
+    channel.name = account.name[:200] or channel.name
+    channel.picture = account.picture or channel.picture
+    channel.token = tokens.access_token
+    channel.token_expiration = tokens.expires_at
+    if tokens.refresh_token:
+        channel.refresh_token = tokens.refresh_token
+    channel.profile = account.username or channel.profile
+    if account.custom_instance_details is not None:
+        channel.custom_instance_details = json.dumps(account.custom_instance_details)
+    if account.additional_settings:
+        channel.additional_settings = merge_settings(
+            channel.additional_settings, account.additional_settings
+        )
+    channel.in_between_steps = account.in_between_steps
+    if account.in_between_steps:
+        channel.root_internal_id = account.internal_id
+    channel.refresh_needed = False
+
+
+async def save_account(
+    session: AsyncSession,
+    org_id: OrgId,
+    provider: Provider[Any],
+    account: ConnectedAccount,
+    *,
+    customer_id: str | None = None,
+) -> ConnectOutcome:
+    """Upsert the channel of a connected account by (organization, internal id).
+
+    A reconnection updates the existing row (a soft-deleted one is revived); a new or revived
+    channel must fit the plan's channel limit. Emits ``integration.connected`` unless the
+    account still has to pick its page (then ``choices`` lists them).
+    """
+    internal_id = _row_internal_id(provider, account)
+    channel = await _find_by_internal_id(session, org_id, internal_id)
+    created = False
+    if channel is None:
+        await check_channel_limit(session, org_id)
+        # ON CONFLICT: a concurrent connection of the same account inserts at most one row.
+        inserted = (
+            await session.execute(
+                insert(Integration)
+                .values(
+                    id=new_cuid(),
+                    organization_id=org_id,
+                    internal_id=internal_id,
+                    name=account.name[:200] or provider.display_name,
+                    provider_identifier=provider.identifier,
+                    type="social",
+                    token=account.tokens.access_token,
+                )
+                .on_conflict_do_nothing(index_elements=["organization_id", "internal_id"])
+                .returning(Integration.id)
+            )
+        ).scalar_one_or_none()
+        created = inserted is not None
+        channel = await _find_by_internal_id(session, org_id, internal_id)
+        assert channel is not None
+    elif channel.deleted_at is not None:
+        await check_channel_limit(session, org_id, excluding=channel.id)
+        channel.deleted_at = None
+        channel.disabled = False
+        created = True  # a new channel as far as the user can tell
+    _apply_account(channel, provider, account)
+    if customer_id is not None:
+        channel.customer_id = customer_id
+    await session.flush()
+    choices = None
+    if channel.in_between_steps:
+        choices = await _list_choices(provider, channel)
+    else:
+        await emit_event(
+            session,
+            org_id,
+            "integration.connected",
+            channel_payload(channel),
+            integration_id=channel.id,
+        )
+    return ConnectOutcome(
+        channel=await get_channel(session, org_id, channel.id), created=created, choices=choices
+    )
+
+
+def pending_credentials(channel: Integration) -> ChannelCredentials:
+    """Credentials of a channel; while in between steps, under the member's own id."""
+    credentials = credentials_of(channel)
+    if channel.in_between_steps and channel.root_internal_id:
+        credentials.internal_id = channel.root_internal_id
+    return credentials
+
+
+async def _list_choices(provider: Provider[Any], channel: Integration) -> list[Choice]:
+    try:
+        return await provider.list_choices(pending_credentials(channel))
+    except ProviderError as exc:
+        raise connect_failure(exc, field="id") from exc
+
+
+async def list_choices(
+    session: AsyncSession, org_id: OrgId, channel_id: str, *, http: httpx.AsyncClient | None = None
+) -> list[Choice]:
+    """The pages/accounts a channel in between steps may pick."""
+    channel = await get_channel(session, org_id, channel_id)
+    if not channel.in_between_steps:
+        raise Conflict("this channel is connected already; nothing to pick", field="id")
+    return await _list_choices(provider_for(channel, http), channel)
+
+
+async def choose(
+    session: AsyncSession,
+    org_id: OrgId,
+    channel_id: str,
+    choice_id: str,
+    *,
+    http: httpx.AsyncClient | None = None,
+) -> ConnectOutcome:
+    """Finish an in-between connection with the picked page/account.
+
+    When the picked account is a channel already (e.g. reconnecting a page), that row takes
+    the new connection and the pending row is deleted.
+    """
+    channel = await get_channel(session, org_id, channel_id, for_update=True)
+    if not channel.in_between_steps:
+        raise Conflict("this channel is connected already; nothing to pick", field="id")
+    provider = provider_for(channel, http)
+    try:
+        account = await provider.select_choice(pending_credentials(channel), choice_id)
+    except ProviderError as exc:
+        raise connect_failure(exc, field="choice_id") from exc
+    target = await _find_by_internal_id(
+        session, org_id, _row_internal_id(provider, account), excluding=channel.id
+    )
+    created = target is None
+    root = channel.root_internal_id
+    if target is not None:
+        if target.deleted_at is not None:
+            target.deleted_at = None
+            target.disabled = False
+            created = True
+        target.customer_id = target.customer_id or channel.customer_id
+        channel.deleted_at = datetime.now(UTC)
+        await session.flush()  # frees nothing unique, but keeps the order of writes obvious
+        channel = target
+    else:
+        channel.internal_id = _row_internal_id(provider, account)
+    _apply_account(channel, provider, account)
+    channel.root_internal_id = root
+    await session.flush()
+    if channel.in_between_steps:
+        return ConnectOutcome(
+            channel=await get_channel(session, org_id, channel.id),
+            created=created,
+            choices=await _list_choices(provider, channel),
+        )
+    await emit_event(
+        session,
+        org_id,
+        "integration.connected",
+        channel_payload(channel),
+        integration_id=channel.id,
+    )
+    return ConnectOutcome(channel=await get_channel(session, org_id, channel.id), created=created)
+
+
+# ---------------------------------------------------------------------------------------------
+# Managing
+# ---------------------------------------------------------------------------------------------
+
+
+async def list_channels(
+    session: AsyncSession, org_id: OrgId, *, customer_id: str | None = None
+) -> list[Integration]:
+    """The organization's channels (customer loaded), oldest first."""
+    stmt = (
+        select_owned(Integration, org_id)
+        .options(selectinload(Integration.customer))
+        .order_by(Integration.created_at, Integration.id)
+    )
+    if customer_id is not None:
+        stmt = stmt.where(Integration.customer_id == customer_id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def get_channel(
+    session: AsyncSession, org_id: OrgId, channel_id: str, *, for_update: bool = False
+) -> Integration:
+    """One channel of the organization with its customer loaded (404 otherwise)."""
+    stmt = (
+        select_owned(Integration, org_id)
+        .where(Integration.id == channel_id)
+        .options(selectinload(Integration.customer))
+        .execution_options(populate_existing=True)
+    )
+    if for_update:
+        stmt = stmt.with_for_update(of=Integration)
+    channel = (await session.execute(stmt)).scalar_one_or_none()
+    if channel is None:
+        raise NotFound("channel not found", field="id")
+    return channel
+
+
+def customer_of(channel: Integration) -> Customer | None:
+    """The channel's customer if it is loaded and not deleted."""
+    customer = channel.__dict__.get("customer")
+    if customer is None or customer.deleted_at is not None:
+        return None
+    return customer  # type: ignore[no-any-return]
+
+
+@dataclass(kw_only=True)
+class ChannelChanges:
+    """Changes to a channel; only the attributes named in ``given`` are applied."""
+
+    given: frozenset[str]
+    name: str | None = None
+    picture: str | None = None
+    disabled: bool | None = None
+    posting_times: list[int] | None = None
+    customer: str | None = None
+    customer_id: str | None = None
+    preferences: Mapping[str, Any] | None = None
+
+
+async def update_channel(
+    session: AsyncSession, org_id: OrgId, channel_id: str, changes: ChannelChanges
+) -> Integration:
+    """Rename, set the picture, disable/enable, set posting times, (un)assign a customer
+    (creating it by name) or set preferences. Enabling must fit the plan's channel limit."""
+    channel = await get_channel(session, org_id, channel_id, for_update=True)
+    given = changes.given
+    for required in ("name", "disabled", "posting_times", "preferences"):
+        if required in given and getattr(changes, required) is None:
+            raise BadRequest(f"{required} cannot be null", field=required)
+    if "customer" in given and "customer_id" in given:
+        raise BadRequest("give customer (a name) or customer_id, not both", field="customer")
+    if "name" in given:
+        name = " ".join((changes.name or "").split())
+        if not name:
+            raise BadRequest("name must not be empty", field="name")
+        channel.name = name
+    if "picture" in given:
+        channel.picture = changes.picture or None
+    if "disabled" in given and changes.disabled != channel.disabled:
+        if not changes.disabled:
+            await check_channel_limit(session, org_id, excluding=channel.id)
+        channel.disabled = bool(changes.disabled)
+    if "posting_times" in given:
+        times = sorted(set(changes.posting_times or []))
+        for minute in times:
+            if not 0 <= minute <= 1439:
+                raise BadRequest("posting times are minutes 0..1439", field="posting_times")
+        channel.posting_times = [{"time": minute} for minute in times]
+    if "customer" in given:
+        channel.customer_id = (
+            (await get_or_create_customer(session, org_id, changes.customer, field="customer")).id
+            if changes.customer
+            else None
+        )
+    if "customer_id" in given:
+        channel.customer_id = (
+            (await get_customer(session, org_id, changes.customer_id)).id
+            if changes.customer_id
+            else None
+        )
+    if "preferences" in given and changes.preferences:
+        channel.additional_settings = merge_settings(
+            channel.additional_settings, changes.preferences
+        )
+    await session.flush()
+    return await get_channel(session, org_id, channel.id)
+
+
+async def delete_channel(session: AsyncSession, org_id: OrgId, channel_id: str) -> None:
+    """Soft-delete a channel (it stops publishing; reconnecting the account revives it)."""
+    channel = await get_channel(session, org_id, channel_id, for_update=True)
+    channel.deleted_at = datetime.now(UTC)
+    await session.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules and tools
+# ---------------------------------------------------------------------------------------------
+
+
+def media_rules_of(cls: type[Provider[Any]]) -> dict[str, Any]:
+    """A provider's media rules as JSON."""
+    rules = cls.media_rules
+    return {
+        "max_images": rules.max_images,
+        "max_videos": rules.max_videos,
+        "allow_mixed": rules.allow_mixed,
+        "min_media": rules.min_media,
+        "replies_allow_media": rules.replies_allow_media,
+        "image_mime_types": sorted(rules.image_mime_types),
+        "video_mime_types": sorted(rules.video_mime_types),
+    }
+
+
+def describe_provider(cls: type[Provider[Any]]) -> dict[str, Any]:
+    """What the app needs to show and connect a provider."""
+    return {
+        "identifier": cls.identifier,
+        "display_name": cls.display_name,
+        "connect_kind": cls.connect_kind,
+        "fields": [
+            {
+                "name": spec.name,
+                "label": spec.label,
+                "secret": spec.secret,
+                "required": spec.required,
+                "default": spec.default,
+                "help": spec.help,
+            }
+            for spec in cls.fields
+        ],
+        "max_length": cls.default_max_length,
+        "supports_replies": cls.supports_replies,
+        "media_rules": media_rules_of(cls),
+        "settings_schema": cls.settings_schema(),
+        "tools": cls.tool_names(),
+    }
+
+
+def list_providers() -> list[dict[str, Any]]:
+    """Every registered provider, described."""
+    return [describe_provider(cls) for cls in all_providers()]
+
+
+async def channel_rules(channel: Integration) -> dict[str, Any]:
+    """The rules of one channel: its max length (which may depend on the account, e.g. a
+    Mastodon instance or an X verified account), media rules, settings schema and tools."""
+    cls = provider_class(channel.provider_identifier)
+    provider = build(cls.identifier)  # sends nothing: limits only
+    return {
+        "identifier": cls.identifier,
+        "max_length": provider.max_length(credentials_of(channel)),
+        "supports_replies": cls.supports_replies,
+        "media_rules": media_rules_of(cls),
+        "settings_schema": cls.settings_schema(),
+        "tools": cls.tool_names(),
+    }
+
+
+async def run_tool(
+    session: AsyncSession,
+    org_id: OrgId,
+    channel_id: str,
+    name: str,
+    args: Mapping[str, Any],
+    *,
+    http: httpx.AsyncClient | None = None,
+) -> Any:
+    """Run a provider tool for a channel; an expired token is refreshed once and the tool
+    retried."""
+    channel = await get_channel(session, org_id, channel_id)
+    cls = provider_class(channel.provider_identifier)
+    if name not in cls.tool_names():
+        known = ", ".join(cls.tool_names()) or "none"
+        raise BadRequest(f"{cls.display_name} has no tool {name!r} (tools: {known})", field="name")
+    if channel.refresh_needed:
+        raise Conflict(channel_problem(channel) or "reconnect the channel", field="id")
+    provider = provider_for(channel, http)
+    credentials = pending_credentials(channel)
+    for attempt in (1, 2):
+        try:
+            return await provider.call_tool(name, credentials, args)
+        except RefreshTokenError as exc:
+            if attempt == 2:
+                raise connect_failure(exc, field="id") from exc
+        except ProviderError as exc:
+            raise connect_failure(exc, field="args") from exc
+        try:
+            credentials = await refresh_in_own_transaction(channel.id, http=http)
+        except DisconnectedError as exc:
+            raise Conflict(
+                f"The channel {channel.name} lost its authorization; reconnect it", field="id"
+            ) from exc
+        except ProviderError as exc:
+            raise connect_failure(exc, field="id") from exc
+        if channel.in_between_steps and channel.root_internal_id:
+            credentials.internal_id = channel.root_internal_id
+    raise AssertionError("unreachable")
