@@ -39,6 +39,10 @@ class AutoPost(TimestampMixin, SoftDeleteMixin, Base):
     last_modified: Mapped[str | None]
     last_error: Mapped[str | None]
     on_slot: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Not in the spec: false until the feed was read once. The first read only remembers the
+    # items already there (no flood of old posts) unless the user asked to post them, in which
+    # case the feed is created primed.
+    primed: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class AutoPostItem(Base):

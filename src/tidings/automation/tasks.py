@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import or_, select
 
-from tidings.automation import webhooks
+from tidings.automation import autopost, webhooks
 from tidings.automation.events import DELIVER_TASK, endpoint_lock
 from tidings.automation.models import WebhookEvent, Webhooks
 from tidings.core.jobs import defer_in_session, job_app
@@ -77,3 +77,25 @@ async def sweep_webhooks(timestamp: int) -> None:
     kicked = await sweep_pending()
     if kicked:
         logger.info("webhook sweep: %d endpoint(s) had due events", kicked)
+
+
+@job_app.task(name="automation.poll_feed", retry=False)
+async def poll_feed(autopost_id: str) -> None:
+    """Poll one feed (deferred with the feed's lock: one poll of a feed at a time)."""
+    result = await autopost.poll(get_database(), autopost_id)
+    logger.info(
+        "feed %s polled: %s, %d new item(s), %d post(s)",
+        autopost_id,
+        result.status,
+        result.new_items,
+        result.posts_created,
+    )
+
+
+@job_app.periodic(cron="* * * * *")
+@job_app.task(name="automation.poll_feeds", queueing_lock="automation.poll_feeds")
+async def poll_feeds(timestamp: int) -> None:
+    """Every minute: queue a poll of every feed whose interval has passed (one job each)."""
+    queued = await autopost.defer_due_polls(get_database())
+    if queued:
+        logger.info("%d feed poll(s) queued", queued)

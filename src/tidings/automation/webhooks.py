@@ -39,11 +39,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings import __version__
 from tidings.automation.events import defer_delivery
-from tidings.automation.models import WebhookDelivery, WebhookEvent, Webhooks
+from tidings.automation.models import ThirdParty, WebhookDelivery, WebhookEvent, Webhooks
 from tidings.config import get_settings
 from tidings.core.jobs import defer_in_session
 from tidings.core.urlguard import UnsafeURLError, guarded_request
@@ -115,6 +116,28 @@ def backoff(attempt: int) -> timedelta:
     return timedelta(seconds=min(seconds, settings.webhook_backoff_cap_seconds))
 
 
+_DEFAULT_AUTH_HEADER = {"make": "x-make-apikey"}
+
+
+def auth_header_of(provider: str, config: dict[str, Any] | None) -> str | None:
+    """The header that carries a connector's API key on deliveries (None: not sent)."""
+    if config and "auth_header" in config:
+        value = config["auth_header"]
+        return str(value).lower() if value else None
+    return _DEFAULT_AUTH_HEADER.get(provider)
+
+
+async def extra_headers(session: AsyncSession, endpoint: Webhooks) -> dict[str, str]:
+    """Headers added to deliveries to ``endpoint``: a connector's API key in its auth header."""
+    if endpoint.third_party_id is None:
+        return {}
+    connector = await session.get(ThirdParty, endpoint.third_party_id)
+    if connector is None:
+        return {}
+    header = auth_header_of(connector.provider, connector.config)
+    return {header: connector.api_key} if header else {}
+
+
 @dataclass
 class AttemptResult:
     """What one HTTP attempt gave."""
@@ -126,12 +149,14 @@ class AttemptResult:
     duration_ms: int
 
 
-async def send_attempt(url: str, secret: str, msg_id: str, body: str) -> AttemptResult:
+async def send_attempt(
+    url: str, secret: str, msg_id: str, body: str, *, headers: dict[str, str] | None = None
+) -> AttemptResult:
     """POST one signed message to ``url`` through the URL guard; never raises for the
     receiver's faults (they are the result)."""
     settings = get_settings()
     timeout = settings.webhook_timeout_seconds
-    headers = signed_headers(secret, msg_id, body)
+    headers = {**(headers or {}), **signed_headers(secret, msg_id, body)}
     started = time.monotonic()
     status_code: int | None = None
     excerpt: str | None = None
@@ -200,10 +225,11 @@ async def deliver_endpoint(database: Database, webhook_id: str) -> int:
                 # The oldest event waits for its retry; the retry job will wake us up.
                 return delivered
             url, secret = endpoint.url, endpoint.secret or ""
+            headers = await extra_headers(session, endpoint)
             event_id, attempt = event.id, event.attempts + 1
             body = event_body(event.type, event.created_at, event.payload)
         if secret:
-            result = await send_attempt(url, secret, event_id, body)
+            result = await send_attempt(url, secret, event_id, body, headers=headers)
         else:  # rows written before secrets were mandatory; never send unsigned
             result = AttemptResult(False, None, None, "the endpoint has no signing secret", 0)
         async with database.session() as session:
@@ -217,8 +243,19 @@ async def deliver_endpoint(database: Database, webhook_id: str) -> int:
     return delivered
 
 
+async def next_attempt_number(session: AsyncSession, event_id: str) -> int:
+    """The number of the next delivery row of an event (1 for the first; keeps counting
+    across redeliveries, while ``webhook_event.attempts`` counts the current round)."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(WebhookDelivery)
+        .where(WebhookDelivery.event_id == event_id)
+    )
+    return int(count or 0) + 1
+
+
 async def _record_attempt(
-    session: Any,
+    session: AsyncSession,
     webhook_id: str,
     event_id: str,
     attempt: int,
@@ -244,7 +281,7 @@ async def _record_attempt(
     session.add(
         WebhookDelivery(
             event_id=event_id,
-            attempt=attempt,
+            attempt=await next_attempt_number(session, event_id),
             succeeded=result.succeeded,
             status_code=result.status_code,
             response_excerpt=result.response_excerpt,
