@@ -36,7 +36,9 @@ SESSION_COOKIE = "tidings_session"
 ORG_COOKIE = "tidings_org"
 ORG_HEADER = "X-Tidings-Org"
 
-DbSession = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the session commits when the route returns, before the answer is sent, so a
+# client never sees success for a write that failed to commit.
+DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 _ADMIN_ROLES = frozenset({Role.ADMIN, Role.SUPERADMIN})
 

@@ -1,0 +1,65 @@
+"""A request's writes are committed before its answer is sent, and rolled back on error."""
+
+from __future__ import annotations
+
+import psycopg
+from fastapi import APIRouter
+from sqlalchemy import text
+
+from tests.conftest import asgi_client, build_app
+from tidings.accounts.auth import DbSession
+from tidings.core.errors import BadRequest
+from tidings.db import Database
+from tidings.orgs.models import Organization
+
+
+async def test_commit_happens_before_the_answer(fresh_database: Database) -> None:
+    router = APIRouter()
+
+    @router.post("/_test/orgs/{name}")
+    async def create(name: str, session: DbSession) -> dict[str, str]:
+        org = Organization(name=name)
+        session.add(org)
+        await session.flush()
+        if name == "fail":
+            raise BadRequest("refused after writing", field="name")
+        return {"id": org.id}
+
+    app = build_app(fresh_database)
+    app.include_router(router)
+    async with asgi_client(app) as client:
+        ok = await client.post("/_test/orgs/kept")
+        # Read from another connection the moment the answer arrives.
+        with psycopg.connect(fresh_database.url) as conn:
+            row = conn.execute(
+                "SELECT name FROM organization WHERE id = %s", (ok.json()["id"],)
+            ).fetchone()
+        assert row == ("kept",)
+        failed = await client.post("/_test/orgs/fail")
+        assert failed.status_code == 400
+        assert failed.json()["field"] == "name"
+    with psycopg.connect(fresh_database.url) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM organization ORDER BY name")]
+    assert names == ["kept"]
+
+
+async def test_a_failed_commit_is_answered_as_an_error_not_a_success(
+    fresh_database: Database,
+) -> None:
+    """The commit runs before the answer: a constraint checked only at commit time turns the
+    answer into a 409 instead of a 200 for lost data."""
+    with psycopg.connect(fresh_database.url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE _deferred (k int UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+    router = APIRouter()
+
+    @router.post("/_test/deferred")
+    async def write_twice(session: DbSession) -> dict[str, bool]:
+        await session.execute(text("INSERT INTO _deferred VALUES (1), (1)"))
+        return {"ok": True}
+
+    app = build_app(fresh_database)
+    app.include_router(router)
+    async with asgi_client(app) as client:
+        response = await client.post("/_test/deferred")
+    assert response.status_code == 409
+    assert response.json()["error"] == "conflict"
