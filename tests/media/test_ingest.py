@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +20,13 @@ from tidings.media.errors import (
     MediaTooLargeError,
     UnsupportedMediaError,
 )
-from tidings.media.ingest import IngestConfig, clean_name, ingest_stream, rethumbnail_video
+from tidings.media.ingest import (
+    IngestConfig,
+    clean_name,
+    ingest_stream,
+    purge_stale_spool,
+    rethumbnail_video,
+)
 from tidings.media.limits import MediaLimits, human_size, limit_stream
 from tidings.media.sniff import MediaKind
 from tidings.media.storage import LocalStorage
@@ -373,3 +381,14 @@ async def test_limit_stream_and_sizes() -> None:
         MediaLimits(image_bytes=0)
     assert MediaLimits().largest == 1024 * MB
     assert MediaLimits().for_kind(MediaKind.PDF) == 20 * MB
+
+
+async def test_stale_spool_files_are_purged(spool_dir: Path) -> None:
+    spool_dir.mkdir(parents=True)
+    old, fresh = spool_dir / "upload-old.part", spool_dir / "upload-new.part"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    os.utime(old, (time.time() - 7 * 3600, time.time() - 7 * 3600))
+    assert await purge_stale_spool(spool_dir) == 1
+    assert not old.exists() and fresh.exists()
+    assert await purge_stale_spool(spool_dir / "missing") == 0

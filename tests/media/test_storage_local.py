@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -190,3 +191,15 @@ async def test_streaming_keeps_memory_bounded(local_storage: LocalStorage) -> No
     # A few chunks at most are alive at any time, never the 64 MB.
     assert write_peak < 8 * 1024 * 1024
     assert read_peak < 8 * 1024 * 1024
+
+
+async def test_interrupted_writes_are_purged(local_storage: LocalStorage) -> None:
+    await local_storage.put_bytes("org/2024/01/keep.png", b"keep")
+    directory = local_storage.root / "org" / "2024" / "01"
+    old, fresh = directory / ".a.png.1234.part", directory / ".b.png.5678.part"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    os.utime(old, (time.time() - 7 * 3600, time.time() - 7 * 3600))
+    assert await local_storage.purge_partial_writes() == 1
+    assert not old.exists() and fresh.exists()
+    assert await local_storage.read_bytes("org/2024/01/keep.png") == b"keep"

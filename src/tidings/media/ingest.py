@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import re
 import secrets
+import time
 import unicodedata
 from collections.abc import AsyncIterable
 from contextlib import suppress
@@ -294,3 +295,25 @@ async def rethumbnail_video(
     stored = await _store_thumbnail(storage, media_key, details)
     assert stored is not None  # describe_video always makes one or raises
     return stored
+
+
+def _purge(directory: Path, older_than: float) -> int:
+    if not directory.is_dir():
+        return 0
+    cutoff = time.time() - older_than
+    removed = 0
+    for path in directory.iterdir():
+        with suppress(OSError):  # raced with its owner finishing, or already gone
+            if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed
+
+
+async def purge_stale_spool(spool_dir: Path, *, older_than: float = 6 * 3600) -> int:
+    """Remove spool files left by a crash (older than ``older_than`` seconds); returns how many.
+
+    Uploads in progress keep writing to their spool file, so its mtime stays recent; a spool file
+    untouched for hours belongs to a process that died. Meant for startup or a periodic job.
+    """
+    return await asyncio.to_thread(_purge, spool_dir, older_than)

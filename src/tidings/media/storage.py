@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import secrets
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -375,6 +376,22 @@ class LocalStorage(Storage):
 
     def public_url(self, key: str, public_base_url: str) -> str:
         return app_public_url(key, public_base_url)
+
+    async def purge_partial_writes(self, *, older_than: float = 6 * 3600) -> int:
+        """Remove temporary files of writes interrupted by a crash (older than ``older_than``
+        seconds); returns how many. Meant for startup or a periodic job."""
+
+        def purge() -> int:
+            cutoff = time.time() - older_than
+            removed = 0
+            for path in self.root.rglob(".*.part"):
+                with suppress(OSError):
+                    if path.is_file() and path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+            return removed
+
+        return await asyncio.to_thread(purge)
 
     @asynccontextmanager
     async def local_copy(self, key: str, spool_dir: Path) -> AsyncIterator[Path]:
