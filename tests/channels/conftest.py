@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -26,14 +25,11 @@ def allow_private(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
 
 
-@pytest.fixture
-def app(test_database: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """TEMPORARY: the app with only the routers channels needs (others are mid-change)."""
+@pytest.fixture(autouse=True)
+def _only_needed_routers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TEMPORARY: apps get only the routers channels needs (other domains are mid-change)."""
     import tidings.app
 
     monkeypatch.setattr(
         tidings.app, "ROUTER_MODULES", ["tidings.accounts.routes", "tidings.channels.routes"]
     )
-    from tests.conftest import build_app
-
-    return build_app(test_database)
