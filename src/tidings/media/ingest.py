@@ -33,6 +33,7 @@ from tidings.media.sniff import (
     verify_media,
 )
 from tidings.media.storage import (
+    CHUNK_SIZE,
     Storage,
     fsync_and_close,
     new_media_key,
@@ -145,7 +146,6 @@ async def _spool(
     budget = SizeBudget(limits.largest)
     if declared_size is not None and declared_size > limits.largest:
         raise too_large(limits.largest, None)
-    head = bytearray()
     media_type: MediaType | None = None
     digest = hashlib.sha256()
 
@@ -158,21 +158,25 @@ async def _spool(
         return found
 
     f = await asyncio.to_thread(spool_path.open, "xb")
+    # Small network chunks are gathered into ~1 MB writes: one thread hop per megabyte.
+    pending = bytearray()
     try:
         async for chunk in chunks:
             if not chunk:
                 continue
-            budget.take(len(chunk))  # refuses before anything past the limit is written
+            budget.take(len(chunk))  # refuses before anything past the limit is kept
+            pending += chunk
             if media_type is None:
-                head += chunk
-                if len(head) < HEAD_BYTES:
+                if len(pending) < HEAD_BYTES:
                     continue
-                media_type = sniffed(bytes(head[:HEAD_BYTES]))
-                chunk, head = bytes(head), bytearray()
-            await asyncio.to_thread(write_and_hash, f, digest, chunk)
+                media_type = sniffed(bytes(pending[:HEAD_BYTES]))
+            if len(pending) >= CHUNK_SIZE:
+                await asyncio.to_thread(write_and_hash, f, digest, pending)
+                pending = bytearray()
         if media_type is None:  # the whole file was shorter than the sniffing head
-            media_type = sniffed(bytes(head))
-            await asyncio.to_thread(write_and_hash, f, digest, bytes(head))
+            media_type = sniffed(bytes(pending))
+        if pending:
+            await asyncio.to_thread(write_and_hash, f, digest, pending)
         await asyncio.to_thread(fsync_and_close, f)
     except BaseException:
         f.close()

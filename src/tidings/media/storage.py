@@ -227,7 +227,7 @@ class Storage(ABC):
             target.unlink(missing_ok=True)
 
 
-def write_and_hash(f: IO[bytes], digest: Any, chunk: bytes) -> None:
+def write_and_hash(f: IO[bytes], digest: Any, chunk: bytes | bytearray) -> None:
     """Write ``chunk`` and feed it to ``digest`` (one thread hop for both)."""
     f.write(chunk)
     digest.update(chunk)
