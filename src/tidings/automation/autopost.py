@@ -150,10 +150,17 @@ def parse_feed(content: bytes, *, url: str, content_type: str | None = None) -> 
         description = strip_html(str(raw))
         author = strip_html(str(entry.get("author") or ""))
         link = str(entry.get("link") or "").strip()
+        if not (title or description or link):
+            continue  # nothing to post (a broken or empty entry)
         items.append(
             FeedItem(_item_key(entry, title, description), title, link, description, author)
         )
         stamps.append(_timestamp(entry))
+    if not items and parsed.get("bozo"):
+        # A broken document that yielded nothing usable is an error, not an empty feed; a broken
+        # one that still has items (unescaped '&' and the like are common) is read as it is.
+        reason = parsed.get("bozo_exception")
+        raise FeedError(f"not an RSS or Atom feed{f' ({reason})' if reason else ''}")
     # Feeds list newest first; dates decide when every item has one, else document order reversed.
     if items and all(s is not None for s in stamps):
         order = sorted(range(len(items)), key=lambda i: (stamps[i], -i))
