@@ -80,6 +80,7 @@ def video_file(
     size: tuple[int, int] = (320, 240),
     rotation: int | None = None,
     gop: int | None = None,
+    halves: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
 ) -> Path:
     """A short video whose frame ``i`` is filled with :func:`color_for_frame` ``(i)``."""
     with av.open(str(path), "w", format=container) as output:
@@ -92,6 +93,9 @@ def video_file(
             stream.set_display_rotation(rotation)
         for index in range(frames):
             image = Image.new("RGB", size, color_for_frame(index))
+            if halves is not None:  # left half / right half colours instead
+                image.paste(halves[0], (0, 0, size[0] // 2, size[1]))
+                image.paste(halves[1], (size[0] // 2, 0, size[0], size[1]))
             frame = av.VideoFrame.from_image(image)
             frame.pts = index
             frame.time_base = Fraction(1, rate)

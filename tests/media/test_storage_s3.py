@@ -35,12 +35,12 @@ def s3_endpoint() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def raw_client(s3_endpoint: str):  # type: ignore[no-untyped-def]
     return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **CREDENTIALS)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def s3(s3_endpoint: str) -> S3Storage:
     return S3Storage(
         BUCKET,

@@ -204,12 +204,22 @@ async def test_video_timestamp_past_the_end_is_clamped_to_the_last_frame(tmp_pat
     assert negative.thumbnail_timestamp_ms == 0
 
 
-async def test_video_display_rotation_is_honoured(tmp_path: Path) -> None:
-    path = video_file(tmp_path / "portrait.mp4", frames=3, size=(320, 240), rotation=90)
+@pytest.mark.parametrize(("rotation", "top"), [(-90, RED), (90, BLUE)])
+async def test_video_display_rotation_is_honoured(
+    tmp_path: Path, rotation: int, top: tuple[int, int, int]
+) -> None:
+    # Stored landscape, left half red; -90 (counter-clockwise) is a clockwise turn on display,
+    # as phones record portrait video, which brings the left (red) half to the top.
+    path = video_file(
+        tmp_path / "portrait.mp4", frames=3, size=(320, 240), rotation=rotation, halves=(RED, BLUE)
+    )
     details = await describe_video(path, sniff.MP4, box=160)
     assert (details.width, details.height) == (240, 320)
     assert details.thumbnail is not None
     assert (details.thumbnail.width, details.thumbnail.height) == (120, 160)
+    image = _open(details.thumbnail.data).convert("RGB")
+    assert _close(image.getpixel((60, 30)), top)  # type: ignore[arg-type]
+    assert not _close(image.getpixel((60, 130)), top)  # type: ignore[arg-type]
 
 
 async def test_pdf_has_no_thumbnail(tmp_path: Path) -> None:
