@@ -6,6 +6,7 @@ signing (or a header the standard does not expect) fails these tests.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from tests.automation.helpers import Receiver, eventually, running_worker
-from tests.conftest import make_tenant
+from tests.conftest import asgi_client, build_app, make_tenant
 from tidings.automation.events import emit
 from tidings.automation.models import WebhookDelivery, WebhookEvent, Webhooks
 from tidings.automation.webhooks import generate_secret
@@ -162,16 +163,34 @@ async def test_endpoint_disabled_after_consecutive_failed_events(
         await eventually(disabled)
         await eventually(lambda: len(receiver.of("down")) >= 4)
 
-    # Two events, two attempts each; the third event was never sent and is still pending.
+        # Nothing more is sent while disabled.
+        await asyncio.sleep(0.3)
+        assert len(receiver.of("down")) == 4
+        # The receiver is fixed; enabling the endpoint sends the held event at once, and a
+        # given-up event can be redelivered with its original webhook-id.
+        receiver.configure("down", default=200)
+        async with asgi_client(build_app(fresh_database)) as client:
+            url = f"/api/webhooks/{hook_id}"
+            response = await client.patch(url, json={"enabled": True}, headers=owner.headers)
+            assert response.status_code == 200 and response.json()["consecutive_failures"] == 0
+            await eventually(lambda: len(receiver.of("down")) == 5)
+            redo = await client.post(f"{url}/events/{ids[0]}/redeliver", headers=owner.headers)
+            assert redo.status_code == 202
+            await eventually(lambda: len(receiver.of("down")) == 6)
+
+    # Two events, two attempts each, then (enabled again) the held third, then the redelivery.
     assert [r.headers["webhook-id"] for r in receiver.of("down")] == [
         ids[0],
         ids[0],
         ids[1],
         ids[1],
+        ids[2],
+        ids[0],
     ]
+    assert all(r.error is None for r in receiver.of("down"))
     async with fresh_database.session() as session:
         statuses = [(await session.get(WebhookEvent, i)).status for i in ids]  # type: ignore[union-attr]
-        assert statuses == ["failed", "failed", "pending"]
+        assert statuses == ["delivered", "failed", "delivered"]
         notes = list(
             (
                 await session.execute(
@@ -181,3 +200,5 @@ async def test_endpoint_disabled_after_consecutive_failed_events(
         )
         assert len(notes) == 1
         assert "disabled" in notes[0].content and receiver.url("down") in notes[0].content
+    attempts = await _deliveries(fresh_database, ids[0])
+    assert [(d.attempt, d.succeeded) for d in attempts] == [(1, False), (2, False), (3, True)]
