@@ -7,7 +7,8 @@ Hierarchy (all are :class:`tidings.core.errors.TidingsError`, so the app's handl
     │   └── MediaMismatchError      415: the file name says one type, the content another
     ├── EmptyMediaError             400: zero bytes
     ├── MediaTooLargeError          413: over the size limit of its kind
-    └── MediaFetchError             400: upload from URL failed (bad URL, refused, remote error)
+    ├── MediaFetchError             400: upload from URL failed (bad URL, refused, remote error)
+    └── MultipartError              400: the request body is not usable multipart form data
 
 Every error names the field at fault: ``file`` for uploads, ``url`` for upload from URL.
 """
@@ -67,4 +68,13 @@ class MediaFetchError(MediaError, BadRequest):
     code = "fetch_failed"
 
     def __init__(self, message: str, *, field: str = "url") -> None:
+        super().__init__(message, field=field)
+
+
+class MultipartError(MediaError, BadRequest):
+    """The request body is not usable multipart form data."""
+
+    code = "invalid_multipart"
+
+    def __init__(self, message: str, *, field: str = "file") -> None:
         super().__init__(message, field=field)

@@ -23,20 +23,10 @@ from typing import Final
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from tidings.core.errors import BadRequest
-from tidings.media.errors import MediaError
+from tidings.media.errors import MultipartError
 
 MAX_FIELD_BYTES: Final = 64 * 1024
 MAX_FIELDS: Final = 32
-
-
-class MultipartError(MediaError, BadRequest):
-    """The request body is not usable multipart form data (400)."""
-
-    code = "invalid_multipart"
-
-    def __init__(self, message: str, *, field: str = "file") -> None:
-        super().__init__(message, field=field)
 
 
 @dataclass(slots=True)
