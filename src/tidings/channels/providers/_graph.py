@@ -10,19 +10,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
+from tidings.channels.providers._common import with_query
 from tidings.channels.providers.base import (
+    AuthorizationRequest,
     BadBodyError,
+    ConnectedAccount,
+    ConnectError,
     DisconnectedError,
+    Provider,
     ProviderError,
     RefreshTokenError,
     RetryableError,
+    SettingsT,
+    TokenSet,
+    json_body,
     parse_retry_after,
     response_excerpt,
     response_message,
+    token_set,
 )
 
 TOKEN_CODE = 190
@@ -115,3 +124,148 @@ def _param(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Graph providers and Facebook Login
+# --------------------------------------------------------------------------------------------
+
+GRAPH_PAGES = 20
+
+
+class GraphProvider(Provider[SettingsT]):
+    """A provider speaking a Graph API host (``graph`` URL) with ``access_token`` params."""
+
+    api_version: ClassVar[str] = "v20.0"
+
+    def classify_error(self, response: httpx.Response) -> ProviderError | None:
+        return graph_error(response, self.display_name)
+
+    def _api(self, path: str) -> str:
+        return f"{self.config.url('graph')}/{self.api_version}/{path.lstrip('/')}"
+
+    async def _get(self, path: str, token: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        response = await self.request("GET", self._api(path), params=with_token(params, token))
+        return dict(json_body(response))
+
+    async def _post(
+        self, path: str, token: str, params: Mapping[str, Any], *, idempotent: bool = False
+    ) -> dict[str, Any]:
+        response = await self.request(
+            "POST", self._api(path), data=with_token(params, token), idempotent=idempotent
+        )
+        return dict(json_body(response))
+
+    async def _list(self, path: str, token: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every item of a paged Graph edge (following ``paging.cursors.after``)."""
+        out: list[dict[str, Any]] = []
+        query = dict(params)
+        for _ in range(GRAPH_PAGES):
+            data = await self._get(path, token, query)
+            out.extend(item for item in data.get("data") or [] if isinstance(item, dict))
+            paging = data.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after")
+            if not paging.get("next") or not after:
+                break
+            query["after"] = after
+        return out
+
+    async def _permalink(self, object_id: str, token: str, field: str) -> str | None:
+        """The public link of a published object; None rather than failing a done post."""
+        try:
+            data = await self._get(object_id, token, {"fields": field})
+        except ProviderError:
+            return None
+        link = data.get(field)
+        if not link:
+            return None
+        link = str(link)
+        if link.startswith("/"):
+            link = self.config.url("web") + link
+        return link
+
+
+class FacebookLogin(GraphProvider[SettingsT]):
+    """Facebook Login: the dialog, the code exchange and the long-lived user token.
+
+    The user token only lists what may be picked (pages, Instagram accounts); the picked
+    account's page token, which does not expire, is what publishes.
+    """
+
+    supports_refresh = False
+    default_urls = {"graph": "https://graph.facebook.com", "web": "https://www.facebook.com"}
+    env_fallback: ClassVar[str | None] = "facebook"
+
+    async def authorization_url(
+        self,
+        redirect_uri: str,
+        state: str,
+        code_verifier: str,
+        custom_instance: Mapping[str, Any] | None = None,
+    ) -> AuthorizationRequest:
+        """Facebook's login dialog asking for this provider's permissions."""
+        if not self.config.client_id:
+            raise ProviderError(
+                f"{self.display_name} is not configured (TIDINGS_FACEBOOK_CLIENT_ID)"
+            )
+        return AuthorizationRequest(
+            url=with_query(
+                f"{self.config.url('web')}/{self.api_version}/dialog/oauth",
+                {
+                    "client_id": self.config.client_id,
+                    "redirect_uri": redirect_uri,
+                    "state": state,
+                    "scope": ",".join(self.scopes),
+                    "response_type": "code",
+                },
+            )
+        )
+
+    async def _token(self, params: Mapping[str, str]) -> TokenSet:
+        try:
+            response = await self.request(
+                "GET", self._api("oauth/access_token"), params=dict(params)
+            )
+        except (BadBodyError, RefreshTokenError, DisconnectedError) as exc:
+            raise ConnectError(
+                f"{self.display_name} refused the authorization: {exc.message}",
+                status_code=exc.status_code,
+                excerpt=exc.excerpt,
+            ) from exc
+        return token_set(json_body(response))
+
+    async def exchange_code(
+        self,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str,
+        custom_instance_details: Mapping[str, Any] | None = None,
+    ) -> ConnectedAccount:
+        """Code -> user token -> long-lived user token; the account is picked next."""
+        client = {
+            "client_id": self.config.client_id or "",
+            "client_secret": self.config.client_secret or "",
+        }
+        short = await self._token({**client, "redirect_uri": redirect_uri, "code": code})
+        tokens = await self._token(
+            {**client, "grant_type": "fb_exchange_token", "fb_exchange_token": short.access_token}
+        )
+        me = await self._get("me", tokens.access_token, {"fields": "id,name,picture"})
+        return ConnectedAccount(
+            # Until the pick, a per-provider id: the same Facebook user connecting Facebook and
+            # Instagram at once must not land on one row.
+            internal_id=f"{self.identifier}-user-{me['id']}",
+            name=str(me.get("name") or me["id"]),
+            picture=picture_of(me),
+            tokens=tokens,
+            in_between_steps=True,
+        )
+
+
+def picture_of(node: Mapping[str, Any]) -> str | None:
+    """``picture.data.url`` of a Graph node, when present."""
+    picture = node.get("picture")
+    if isinstance(picture, dict):
+        url = (picture.get("data") or {}).get("url")
+        return str(url) if url else None
+    return str(picture) if isinstance(picture, str) and picture else None
