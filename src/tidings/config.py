@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     max_pdf_bytes: int = 20 * 1024 * 1024
     # Public API: posts created per organization per hour.
     public_api_posts_per_hour: int = 90
+    # Publishing engine (per worker process): posts in flight at once, and per provider.
+    publish_concurrency: int = 100
+    publish_provider_concurrency: int = 50
     # Storage: "local" (under the data dir) or "s3".
     storage: str = "local"
     s3_bucket: str | None = None

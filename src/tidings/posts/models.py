@@ -52,6 +52,13 @@ class Post(TimestampMixin, SoftDeleteMixin, Base):
             "publish_date",
             postgresql_where=text("state = 'QUEUE' AND deleted_at IS NULL"),
         ),
+        # The engine's per-channel queue: a channel's next due post.
+        Index(
+            "ix_post_channel_due",
+            "integration_id",
+            "publish_date",
+            postgresql_where=text("state = 'QUEUE' AND deleted_at IS NULL"),
+        ),
     )
 
     id: Mapped[str] = cuid_pk()
@@ -100,6 +107,10 @@ class Post(TimestampMixin, SoftDeleteMixin, Base):
         default=CreationMethod.UI,
         server_default=CreationMethod.UI.value,
     )
+    # Not in the spec, for recurring posts: the IANA zone of the author's wall-clock time and the
+    # first occurrence; every next occurrence is anchored to them (DST-correct, no drift).
+    timezone: Mapped[str | None]
+    recurring_anchor: Mapped[datetime | None]
 
     integration: Mapped[Integration] = relationship(lazy="raise")
     tags: Mapped[list[Tags]] = relationship(secondary="tags_posts", lazy="raise")
@@ -217,7 +228,15 @@ class PostAttempt(Base):
     """One try at publishing one post: the engine's audit trail (not in the spec)."""
 
     __tablename__ = "post_attempt"
-    __table_args__ = (UniqueConstraint("post_id", "attempt"),)
+    __table_args__ = (
+        UniqueConstraint("post_id", "attempt"),
+        # The engine's per-channel lease: at most one attempt in flight per channel.
+        Index(
+            "ix_post_attempt_in_flight",
+            "integration_id",
+            postgresql_where=text("outcome IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = uuid_pk()
     post_id: Mapped[str] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"), index=True)
@@ -234,3 +253,9 @@ class PostAttempt(Base):
     error_class: Mapped[str | None]
     worker: Mapped[str | None]
     duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # The channel published to (the per-channel lease) and, after a transient failure, the
+    # earliest time of the next try.
+    integration_id: Mapped[str | None] = mapped_column(
+        ForeignKey("integration.id", ondelete="CASCADE")
+    )
+    retry_at: Mapped[datetime | None]
