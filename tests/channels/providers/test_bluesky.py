@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -393,6 +394,48 @@ async def test_hang_after_send_is_unknown_outcome(
     assert pds.last("POST", CREATE).json["record"]["text"] == "hi"
 
 
+async def test_find_published_after_unknown_outcome(
+    provider: BlueskyProvider, pds: FakeBluesky
+) -> None:
+    assert provider.can_check_published
+    creds = await connect(provider, pds)
+    since = datetime.now(UTC)
+    # The answer is lost before the PDS did anything: not published.
+    pds.hang("POST", CREATE)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.publish(creds, PostPart(content="lost"), NO_SETTINGS)
+    part = PostPart(content="lost")
+    assert await provider.find_published(creds, part, NO_SETTINGS, parent=None, since=since) is None
+    # The PDS created the record, only the answer was lost: found.
+    pds.hang("POST", CREATE, process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.publish(creds, part, NO_SETTINGS)
+    found = await provider.find_published(creds, part, NO_SETTINGS, parent=None, since=since)
+    assert found is not None
+    assert found.id in pds.records
+    assert found.data["cid"] == pds.records[found.id]["cid"]
+    listing = pds.last("GET", "/xrpc/com.atproto.repo.listRecords")
+    assert listing.query == {
+        "repo": "did:plc:alice123",
+        "collection": "app.bsky.feed.post",
+        "limit": "25",
+    }
+    assert listing.auth == f"Bearer {creds.access_token}"
+    # A reply is matched under its parent only; older posts do not count.
+    reply_part = PostPart(content="answer")
+    pds.hang("POST", CREATE, process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.reply(creds, found, reply_part, NO_SETTINGS)
+    reply = await provider.find_published(creds, reply_part, NO_SETTINGS, parent=found, since=since)
+    assert reply is not None and reply.data["root_uri"] == found.id
+    assert (
+        await provider.find_published(creds, reply_part, NO_SETTINGS, parent=None, since=since)
+        is None
+    )
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    assert await provider.find_published(creds, part, NO_SETTINGS, parent=None, since=later) is None
+
+
 async def test_hang_on_upload_is_retryable(provider: BlueskyProvider, pds: FakeBluesky) -> None:
     creds = await connect(provider, pds)
     pds.hang("POST", UPLOAD)
@@ -461,6 +504,11 @@ def test_media_rules(provider: BlueskyProvider) -> None:
     assert codes(provider, [PostPart(content="x", media=[image(mime="image/tiff")])]) == [
         ("media_type", 0)
     ]
+    # Size limits (when the size is known): 1,000,000 bytes per image.
+    big = replace(image(), size=1_000_000)
+    assert codes(provider, [PostPart(content="x", media=[big])]) == []
+    too_big = replace(image(), size=1_000_001)
+    assert codes(provider, [PostPart(content="x", media=[too_big])]) == [("media_size", 0)]
     # Media alone is fine; nothing at all is not; replies are checked too.
     assert codes(provider, [PostPart(content="", media=[image()])]) == []
     assert codes(provider, [PostPart(content="ok"), PostPart(content="  ")]) == [("empty", 1)]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -344,6 +345,31 @@ async def test_hang_is_unknown_outcome(
     with pytest.raises(UnknownOutcomeError):
         await provider.publish(creds, PostPart(content="x"), SELF)
     assert time.monotonic() - started < 3
+
+
+async def test_find_published(
+    provider: RedditProvider, reddit: FakeReddit, http: httpx.AsyncClient
+) -> None:
+    assert provider.can_check_published
+    creds = await connect(provider, http)
+    since = datetime.now(UTC)
+    part = PostPart(content="body")
+    assert await provider.find_published(creds, part, SELF, parent=None, since=since) is None
+    reddit.hang("POST", "/api/submit", process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.publish(creds, part, SELF)
+    post = await provider.find_published(creds, part, SELF, parent=None, since=since)
+    assert post is not None and post.id in reddit.posts
+    comment_part = PostPart(content="a comment")
+    reddit.hang("POST", "/api/comment", process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.reply(creds, post, comment_part, SELF)
+    comment = await provider.find_published(creds, comment_part, SELF, parent=post, since=since)
+    assert comment is not None
+    assert reddit.comments[comment.id]["parent_id"] == post.id
+    assert reddit.last("GET", "/user/{name}/comments").path == "/user/redditor42/comments"
+    other = PostPart(content="never sent")
+    assert await provider.find_published(creds, other, SELF, parent=post, since=since) is None
 
 
 # ---- validation -----------------------------------------------------------------------------

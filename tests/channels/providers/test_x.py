@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -331,6 +332,12 @@ async def test_hang_is_unknown_outcome(
     with pytest.raises(UnknownOutcomeError):
         await provider.publish(creds, PostPart(content="maybe"), DEFAULT)
     assert time.monotonic() - started < 3
+    # X offers no reliable way to find the tweet again: the engine must not guess.
+    assert not provider.can_check_published
+    with pytest.raises(ProviderError, match="cannot check"):
+        await provider.find_published(
+            creds, PostPart(content="maybe"), DEFAULT, parent=None, since=datetime.now(UTC)
+        )
 
 
 # ---- counting and validation ----------------------------------------------------------------

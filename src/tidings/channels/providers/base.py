@@ -36,7 +36,8 @@ Data: :class:`MediaItem`, :class:`PostPart`, :class:`ChannelCredentials`, :class
 
 Class attributes: ``identifier``, ``display_name``, ``connect_kind`` ("oauth" | "fields"),
 ``fields`` (tuple of FieldSpec, for "fields" providers), ``scopes``, ``supports_replies``,
-``supports_refresh``, ``default_max_length``, ``media_rules``, ``settings_model``,
+``supports_refresh``, ``can_check_published``, ``default_max_length``, ``media_rules``,
+``settings_model``,
 ``default_urls`` (host name -> real base URL), ``env_fallback`` (another identifier whose
 ``TIDINGS_*`` client id/secret are used when this one has none).
 
@@ -59,6 +60,8 @@ Methods (``async`` where they talk to the platform)::
     async select_choice(credentials, choice_id) -> ConnectedAccount
     async publish(credentials, part, settings) -> PublishResult
     async reply(credentials, parent, part, settings) -> PublishResult
+    async find_published(credentials, part, settings, parent=, since=) -> PublishResult | None
+        after an UnknownOutcomeError, where ``can_check_published`` (else ProviderError)
 
 Helpers: :func:`new_code_verifier`, :func:`code_challenge` (PKCE S256), :func:`config_from_env`,
 :func:`default_http_client`, :func:`token_set` (OAuth token response -> TokenSet),
@@ -484,6 +487,9 @@ class MediaRules:
         {"image/jpeg", "image/png", "image/gif", "image/webp"}
     )
     video_mime_types: frozenset[str] = frozenset({"video/mp4", "video/quicktime", "video/webm"})
+    # Largest file the platform accepts, checked when ``MediaItem.size`` is known.
+    max_image_bytes: int | None = None
+    max_video_bytes: int | None = None
 
 
 class ProviderSettings(BaseModel):
@@ -617,6 +623,7 @@ class Provider(ABC, Generic[SettingsT]):
     settings_model: ClassVar[type[ProviderSettings]] = NoSettings
     default_urls: ClassVar[Mapping[str, str]] = {}
     env_fallback: ClassVar[str | None] = None
+    can_check_published: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -758,6 +765,16 @@ class Provider(ABC, Generic[SettingsT]):
                         part_index=index,
                     )
                 )
+            limit = rules.max_image_bytes if item.type == "image" else rules.max_video_bytes
+            if limit is not None and item.size is not None and item.size > limit:
+                out.append(
+                    RuleViolation(
+                        code="media_size",
+                        message=f"{name} accepts {item.type}s up to {limit:,} bytes; "
+                        f"this one has {item.size:,}",
+                        part_index=index,
+                    )
+                )
         return out
 
     # ---- tools --------------------------------------------------------------------------
@@ -853,6 +870,23 @@ class Provider(ABC, Generic[SettingsT]):
     ) -> PublishResult:
         """Publish ``part`` as a reply/comment under ``parent`` (the previous part)."""
         raise ProviderError(f"{self.display_name} does not publish replies")
+
+    async def find_published(
+        self,
+        credentials: ChannelCredentials,
+        part: PostPart,
+        settings: SettingsT,
+        *,
+        parent: PublishResult | None,
+        since: datetime,
+    ) -> PublishResult | None:
+        """After an UnknownOutcomeError: the part as published since ``since`` (under
+        ``parent`` for a reply), or None when the platform shows it was not published.
+
+        Only providers with ``can_check_published`` implement it; the others raise
+        ProviderError, and the engine must treat the outcome as unknown.
+        """
+        raise ProviderError(f"{self.display_name} cannot check whether a post was published")
 
     # ---- helpers for subclasses ---------------------------------------------------------
 

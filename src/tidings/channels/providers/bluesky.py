@@ -12,7 +12,7 @@ import base64
 import json
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -122,9 +122,12 @@ class BlueskyProvider(Provider[BlueskySettings]):
         max_images=4,
         max_videos=1,
         video_mime_types=frozenset({"video/mp4", "video/mpeg", "video/webm", "video/quicktime"}),
+        max_image_bytes=1_000_000,  # app.bsky.embed.images
+        max_video_bytes=100_000_000,  # app.bsky.embed.video
     )
     settings_model = BlueskySettings
     default_urls = {"service": "https://bsky.social", "web": "https://bsky.app"}
+    can_check_published = True
 
     # ---- limits -------------------------------------------------------------------------
 
@@ -490,3 +493,48 @@ class BlueskyProvider(Provider[BlueskySettings]):
         if root:
             return cid, str(root["uri"]), str(root["cid"])
         return cid, uri, cid
+
+    async def find_published(
+        self,
+        credentials: ChannelCredentials,
+        part: PostPart,
+        settings: BlueskySettings,
+        *,
+        parent: PublishResult | None,
+        since: datetime,
+    ) -> PublishResult | None:
+        """Look for the part among the account's latest post records (same text, same parent,
+        created since ``since``)."""
+        data = await self._xrpc(
+            "GET",
+            self._service(credentials),
+            "com.atproto.repo.listRecords",
+            token=credentials.access_token,
+            params={
+                "repo": credentials.internal_id,
+                "collection": "app.bsky.feed.post",
+                "limit": "25",
+            },
+        )
+        cutoff = since - timedelta(minutes=2)  # clock skew between us and the PDS
+        for record in data.get("records") or []:
+            value = record.get("value") or {}
+            if value.get("text") != part.content:
+                continue
+            try:
+                created = datetime.fromisoformat(str(value.get("createdAt")).replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if created < cutoff:
+                continue
+            reply_parent = ((value.get("reply") or {}).get("parent") or {}).get("uri")
+            if reply_parent != (parent.id if parent else None):
+                continue
+            uri, cid = str(record["uri"]), str(record["cid"])
+            root = (value.get("reply") or {}).get("root") or {"uri": uri, "cid": cid}
+            return PublishResult(
+                id=uri,
+                url=self._post_url(credentials, uri),
+                data={"cid": cid, "root_uri": root["uri"], "root_cid": root["cid"]},
+            )
+        return None

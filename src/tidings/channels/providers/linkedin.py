@@ -78,6 +78,7 @@ class LinkedInProvider(Provider[LinkedInSettings]):
         replies_allow_media=False,
         image_mime_types=frozenset({"image/jpeg", "image/png", "image/gif"}),
         video_mime_types=frozenset({"video/mp4"}),
+        max_video_bytes=500 * 1024 * 1024,
     )
     settings_model = LinkedInSettings
     default_urls = {

@@ -86,7 +86,13 @@ class MastodonProvider(Provider[MastodonSettings]):
     )
     scopes = ("read:accounts", "write:statuses", "write:media")
     default_max_length = 500
-    media_rules = MediaRules(max_images=4, max_videos=1)
+    # Mastodon's defaults (instances may differ): 16 MB images, 99 MB videos.
+    media_rules = MediaRules(
+        max_images=4,
+        max_videos=1,
+        max_image_bytes=16 * 1024 * 1024,
+        max_video_bytes=99 * 1024 * 1024,
+    )
     settings_model = MastodonSettings
     default_urls = {"instance": "https://mastodon.social"}
     app_name = "Tidings"

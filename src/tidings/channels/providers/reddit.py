@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlencode, urljoin
 from xml.etree import ElementTree
@@ -95,6 +96,8 @@ class RedditProvider(Provider[RedditSettings]):
         replies_allow_media=False,
         image_mime_types=frozenset({"image/jpeg", "image/png", "image/gif"}),
         video_mime_types=frozenset({"video/mp4", "video/quicktime"}),
+        max_image_bytes=20 * 1024 * 1024,
+        max_video_bytes=1024 * 1024 * 1024,
     )
     settings_model = RedditSettings
     default_urls = {
@@ -103,6 +106,7 @@ class RedditProvider(Provider[RedditSettings]):
         "web": "https://www.reddit.com",
     }
     user_agent = "web:tidings:0.1 (self-hosted social scheduler)"
+    can_check_published = True
 
     # ---- validation ---------------------------------------------------------------------
 
@@ -402,35 +406,75 @@ class RedditProvider(Provider[RedditSettings]):
         if data.get("name"):
             name = str(data["name"])
             return PublishResult(id=name, url=data.get("url"), data={"name": name})
-        return await self._find_submission(credentials, settings, started)
+        found = await self._find_submission(credentials, settings, started)
+        if found is None:
+            raise UnknownOutcomeError(
+                "Reddit accepted the media post but it does not show in the profile yet; "
+                "check the subreddit before retrying"
+            )
+        return found
+
+    def _username(self, credentials: ChannelCredentials) -> str:
+        if not credentials.profile:
+            raise ProviderError("The Reddit username of this channel is unknown; reconnect it")
+        return credentials.profile
 
     async def _find_submission(
         self, credentials: ChannelCredentials, settings: RedditSettings, since: float
-    ) -> PublishResult:
-        """The just-submitted media post, read back from the user's submissions."""
-        username = credentials.profile
-        if username:
-            response = await self.request(
-                "GET",
-                f"{self.config.url('api')}/user/{username}/submitted",
-                headers=self._headers(credentials.access_token),
-                params={"sort": "new", "limit": "10", "raw_json": "1"},
-            )
-            for child in (json_body(response).get("data") or {}).get("children") or []:
-                post = child.get("data") or {}
-                if (
-                    post.get("title") == settings.title
-                    and str(post.get("subreddit", "")).lower() == settings.subreddit.lower()
-                    and float(post.get("created_utc") or 0) >= since - 60
-                ):
-                    name = str(post["name"])
-                    permalink = post.get("permalink")
-                    url = f"{self.config.url('web')}{permalink}" if permalink else post.get("url")
-                    return PublishResult(id=name, url=url, data={"name": name})
-        raise UnknownOutcomeError(
-            "Reddit accepted the media post but it does not show in the profile yet; "
-            "check the subreddit before retrying"
+    ) -> PublishResult | None:
+        """A post of ``settings.title`` in ``settings.subreddit`` submitted since ``since``,
+        read back from the user's submissions."""
+        username = self._username(credentials)
+        response = await self.request(
+            "GET",
+            f"{self.config.url('api')}/user/{username}/submitted",
+            headers=self._headers(credentials.access_token),
+            params={"sort": "new", "limit": "10", "raw_json": "1"},
         )
+        for child in (json_body(response).get("data") or {}).get("children") or []:
+            post = child.get("data") or {}
+            if (
+                post.get("title") == settings.title
+                and str(post.get("subreddit", "")).lower() == settings.subreddit.lower()
+                and float(post.get("created_utc") or 0) >= since - 60
+            ):
+                name = str(post["name"])
+                permalink = post.get("permalink")
+                url = f"{self.config.url('web')}{permalink}" if permalink else post.get("url")
+                return PublishResult(id=name, url=url, data={"name": name})
+        return None
+
+    async def find_published(
+        self,
+        credentials: ChannelCredentials,
+        part: PostPart,
+        settings: RedditSettings,
+        *,
+        parent: PublishResult | None,
+        since: datetime,
+    ) -> PublishResult | None:
+        """The post (by title and subreddit) or comment (by parent and text) if Reddit lists it
+        among the user's latest ones."""
+        if parent is None:
+            return await self._find_submission(credentials, settings, since.timestamp())
+        response = await self.request(
+            "GET",
+            f"{self.config.url('api')}/user/{self._username(credentials)}/comments",
+            headers=self._headers(credentials.access_token),
+            params={"sort": "new", "limit": "25", "raw_json": "1"},
+        )
+        for child in (json_body(response).get("data") or {}).get("children") or []:
+            comment = child.get("data") or {}
+            if (
+                comment.get("parent_id") == parent.id
+                and comment.get("body") == part.content
+                and float(comment.get("created_utc") or 0) >= since.timestamp() - 60
+            ):
+                name = str(comment["name"])
+                permalink = comment.get("permalink")
+                url = f"{self.config.url('web')}{permalink}" if permalink else None
+                return PublishResult(id=name, url=url, data={"name": name})
+        return None
 
     async def reply(
         self,

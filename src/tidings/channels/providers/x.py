@@ -123,6 +123,8 @@ class XProvider(Provider[XSettings]):
         max_videos=1,
         image_mime_types=frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"}),
         video_mime_types=frozenset({"video/mp4", "video/quicktime"}),
+        max_image_bytes=5 * 1024 * 1024,
+        max_video_bytes=512 * 1024 * 1024,
     )
     settings_model = XSettings
     default_urls = {"api": "https://api.x.com", "auth": "https://x.com", "web": "https://x.com"}

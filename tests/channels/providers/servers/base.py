@@ -78,6 +78,7 @@ class Fault:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    process: bool = False  # with hang: do the work, then never answer
     delay: float = 0.0
     text: str | None = None
 
@@ -126,6 +127,8 @@ class FakePlatform:
             fault = self._take_fault(recorded)
             if fault is not None:
                 if fault.hang:
+                    if fault.process:
+                        await handler(recorded)
                     await self._release.wait()
                     return Response(status_code=504)
                 if fault.delay:
@@ -196,9 +199,10 @@ class FakePlatform:
             Fault(method, path, times, status=status, body=body, headers=headers or {}, text=text)
         )
 
-    def hang(self, method: str, path: str, *, times: int = 1) -> None:
-        """Read the next matching request(s) fully, then never answer."""
-        self._faults.append(Fault(method, path, times, hang=True))
+    def hang(self, method: str, path: str, *, times: int = 1, process: bool = False) -> None:
+        """Read the next matching request(s) fully, then never answer; with ``process`` the
+        platform does the work first (the post exists, only the answer is lost)."""
+        self._faults.append(Fault(method, path, times, hang=True, process=process))
 
     def delay(self, method: str, path: str, seconds: float, *, times: int = 1) -> None:
         """Answer the next matching request(s) normally but ``seconds`` late."""

@@ -119,6 +119,7 @@ class FakeBluesky(FakePlatform):
         self.add("POST", "/xrpc/com.atproto.repo.uploadBlob", self.upload_blob)
         self.add("POST", "/xrpc/com.atproto.repo.createRecord", self.create_record)
         self.add("GET", "/xrpc/com.atproto.repo.getRecord", self.get_record)
+        self.add("GET", "/xrpc/com.atproto.repo.listRecords", self.list_records)
 
     async def create_session(self, request: RecordedRequest) -> Response:
         body = request.json or {}
@@ -218,3 +219,10 @@ class FakeBluesky(FakePlatform):
         if stored is None:
             return self._err(400, "RecordNotFound", f"Could not locate record: {uri}")
         return JSONResponse(stored)
+
+    async def list_records(self, request: RecordedRequest) -> Response:
+        q = request.query
+        prefix = f"at://{q.get('repo')}/{q.get('collection')}/"
+        limit = int(q.get("limit", "50"))
+        found = [r for uri, r in self.records.items() if uri.startswith(prefix)]
+        return JSONResponse({"records": list(reversed(found))[:limit]})

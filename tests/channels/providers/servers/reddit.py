@@ -46,6 +46,7 @@ class FakeReddit(FakePlatform):
         self.add("POST", "/api/media/asset.json", self.asset)
         self.add("POST", "/media-bucket", self.bucket)
         self.add("GET", "/user/{name}/submitted", self.submitted)
+        self.add("GET", "/user/{name}/comments", self.user_comments)
 
     async def authorize(self, request: RecordedRequest) -> Response:
         if request.query.get("duration") != "permanent":
@@ -205,7 +206,13 @@ class FakeReddit(FakePlatform):
             return api_errors(["NO_TEXT", "we need something here", "text"])
         comment_id = self._id()
         name = f"t1_{comment_id}"
-        self.comments[name] = {"parent_id": thing, "body": request.form["text"]}
+        self.comments[name] = {
+            "name": name,
+            "parent_id": thing,
+            "body": request.form["text"],
+            "permalink": f"/r/python/comments/x/slug/{comment_id}/",
+            "created_utc": time.time(),
+        }
         return JSONResponse(
             {
                 "json": {
@@ -227,3 +234,10 @@ class FakeReddit(FakePlatform):
                 }
             }
         )
+
+    async def user_comments(self, request: RecordedRequest) -> Response:
+        user = self._user(request)
+        if isinstance(user, Response):
+            return user
+        children = [{"kind": "t1", "data": c} for c in reversed(list(self.comments.values()))]
+        return JSONResponse({"kind": "Listing", "data": {"children": children}})
