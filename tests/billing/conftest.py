@@ -1,20 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from tidings.config import get_settings
-
-
-@pytest.fixture(autouse=True)
-def _only_needed_routers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TEMPORARY: apps get only the routers these tests need (other domains are mid-change)."""
-    import tidings.app
-
-    monkeypatch.setattr(
-        tidings.app, "ROUTER_MODULES", ["tidings.accounts.routes", "tidings.channels.routes"]
-    )
 
 
 @pytest.fixture
@@ -34,3 +24,12 @@ def allow_private(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     monkeypatch.delenv("TIDINGS_ALLOW_PRIVATE_URLS")
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+async def _close_shared_clients() -> AsyncIterator[None]:
+    """Providers built without a client share one per loop; close it after each test."""
+    yield
+    from tidings.channels.service import close_shared_http_clients
+
+    await close_shared_http_clients()

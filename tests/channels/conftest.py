@@ -26,10 +26,9 @@ def allow_private(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _only_needed_routers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TEMPORARY: apps get only the routers channels needs (other domains are mid-change)."""
-    import tidings.app
+async def _close_shared_clients() -> AsyncIterator[None]:
+    """Providers built without a client share one per loop; close it after each test."""
+    yield
+    from tidings.channels.service import close_shared_http_clients
 
-    monkeypatch.setattr(
-        tidings.app, "ROUTER_MODULES", ["tidings.accounts.routes", "tidings.channels.routes"]
-    )
+    await close_shared_http_clients()

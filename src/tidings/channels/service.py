@@ -97,6 +97,14 @@ def shared_http_client() -> httpx.AsyncClient:
     return client
 
 
+async def close_shared_http_clients() -> None:
+    """Close the shared outbound client of the running loop (at shutdown, between tests)."""
+    loop = asyncio.get_running_loop()
+    client = _clients.pop(loop, None)
+    if client is not None:
+        await client.aclose()
+
+
 async def url_guard(url: str) -> None:
     """The core URL guard as providers expect it: a refused URL is a :class:`ConnectError`."""
     try:
