@@ -21,9 +21,7 @@ async def register(
     )
 
 
-async def login(
-    client: httpx.AsyncClient, email: str, password: str = PASSWORD
-) -> httpx.Response:
+async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
     """POST /api/auth/login."""
     return await client.post("/api/auth/login", json={"email": email, "password": password})
 
@@ -41,7 +39,9 @@ def mailed_tokens(caplog: pytest.LogCaptureFixture, path: str) -> list[str]:
     found = []
     for record in caplog.records:
         if record.name == "tidings.mail":
-            found += re.findall(rf"{re.escape(path)}\?token=([A-Za-z0-9_.\-]+)", record.getMessage())
+            found += re.findall(
+                rf"{re.escape(path)}\?token=([A-Za-z0-9_.\-]+)", record.getMessage()
+            )
     return found
 
 

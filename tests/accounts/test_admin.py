@@ -42,7 +42,9 @@ async def test_only_super_admins_list_all_orgs(
     ).json()
     assert literal["total"] == 0
     paged = (
-        await client.get("/api/admin/orgs", params={"limit": 1, "offset": 1}, headers=tenant.headers)
+        await client.get(
+            "/api/admin/orgs", params={"limit": 1, "offset": 1}, headers=tenant.headers
+        )
     ).json()
     assert len(paged["items"]) == 1 and paged["total"] == 2
     bad = await client.get("/api/admin/orgs", params={"limit": 0}, headers=tenant.headers)
@@ -115,7 +117,9 @@ async def test_impersonation_rules(
         "/api/admin/impersonate", json={"user_id": tenant.user_id}, headers=tenant.headers
     )
     assert myself.status_code == 400
-    empty = await client.post("/api/admin/impersonate", json={"user_id": ""}, headers=tenant.headers)
+    empty = await client.post(
+        "/api/admin/impersonate", json={"user_id": ""}, headers=tenant.headers
+    )
     assert empty.status_code == 422 and empty.json()["field"] == "user_id"
     # Stopping an impersonation needs one.
     not_one = await client.request("DELETE", "/api/admin/impersonate", headers=tenant.headers)

@@ -112,10 +112,21 @@ async def test_start_sends_pkce_and_stores_the_state(
 @pytest.mark.parametrize(
     ("provider", "kind", "profile"),
     [
-        ("github", Provider.GITHUB, {"id": 583231, "login": "octocat", "name": "The Octocat",
-                                     "email": "Octocat@Example.com"}),
-        ("google", Provider.GOOGLE, {"sub": "g-1077", "email": "ann@example.com",
-                                     "email_verified": True, "name": "Ann"}),
+        (
+            "github",
+            Provider.GITHUB,
+            {
+                "id": 583231,
+                "login": "octocat",
+                "name": "The Octocat",
+                "email": "Octocat@Example.com",
+            },
+        ),
+        (
+            "google",
+            Provider.GOOGLE,
+            {"sub": "g-1077", "email": "ann@example.com", "email_verified": True, "name": "Ann"},
+        ),
         ("oidc", Provider.GENERIC, {"sub": "oidc|9", "email": "sso@example.com", "name": "Sso"}),
     ],
 )
@@ -188,9 +199,7 @@ async def test_state_is_single_use_and_must_be_known(
     assert (await sso_client.get(swapped)).status_code == 400
 
 
-async def test_expired_state_is_refused(
-    sso_client: httpx.AsyncClient, db: AsyncSession
-) -> None:
+async def test_expired_state_is_refused(sso_client: httpx.AsyncClient, db: AsyncSession) -> None:
     callback = await _authorize(sso_client, "google")
     for row in (await db.execute(select(OAuthState))).scalars():
         row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
@@ -215,7 +224,9 @@ async def test_denied_consent(sso_client: httpx.AsyncClient, idp: IdentityProvid
     assert "access_denied" in response.json()["message"]
 
 
-async def test_provider_failure_is_a_502(sso_client: httpx.AsyncClient, idp: IdentityProvider) -> None:
+async def test_provider_failure_is_a_502(
+    sso_client: httpx.AsyncClient, idp: IdentityProvider
+) -> None:
     idp.token_status = 503
     response = await sso_client.get(await _authorize(sso_client, "oidc"))
     assert response.status_code == 502

@@ -179,7 +179,7 @@ class _Inbox:
     def __init__(self) -> None:
         self.messages: list[Any] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(
             (envelope.rcpt_tos, message_from_bytes(envelope.original_content or b""))
         )
@@ -206,7 +206,9 @@ async def test_reset_mail_goes_through_smtp_when_configured(
     )
     async with asgi_client(build_app(test_database, settings=settings)) as client:
         await register(client, "quinn@example.com")
-        response = await client.post("/api/auth/password-reset", json={"email": "quinn@example.com"})
+        response = await client.post(
+            "/api/auth/password-reset", json={"email": "quinn@example.com"}
+        )
         assert response.status_code == 202
         for _ in range(50):
             if inbox.messages:

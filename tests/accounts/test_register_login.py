@@ -172,7 +172,9 @@ async def test_oauth_user_cannot_sign_in_with_a_password(
 
 async def test_login_is_rate_limited_per_account(client: httpx.AsyncClient) -> None:
     await register(client, "frank@example.com")
-    statuses = [(await login(client, "frank@example.com", "bad guess!")).status_code for _ in range(10)]
+    statuses = [
+        (await login(client, "frank@example.com", "bad guess!")).status_code for _ in range(10)
+    ]
     assert statuses == [401] * 10
     limited = await login(client, "frank@example.com")  # even the right password
     assert limited.status_code == 429
@@ -217,9 +219,7 @@ async def test_unauthenticated_and_forged_sessions(client: httpx.AsyncClient) ->
     assert forged.status_code == 401
 
 
-async def test_expired_session_is_refused(
-    client: httpx.AsyncClient, db: AsyncSession
-) -> None:
+async def test_expired_session_is_refused(client: httpx.AsyncClient, db: AsyncSession) -> None:
     body = (await register(client, "hank@example.com")).json()
     for row in (await db.execute(select(UserSession))).scalars():
         row.expires_at = datetime.now(UTC) - timedelta(seconds=1)

@@ -41,9 +41,9 @@ async def test_list_unread_and_mark_read(
     }
     assert all(n["read"] is False for n in body["items"])
     assert body["unread_count"] == 2
-    assert (
-        await client.get("/api/notifications/unread-count", headers=tenant.headers)
-    ).json() == {"unread_count": 2}
+    assert (await client.get("/api/notifications/unread-count", headers=tenant.headers)).json() == {
+        "unread_count": 2
+    }
 
     marked = await client.post("/api/notifications/mark-read", headers=tenant.headers)
     assert marked.json() == {"unread_count": 0}

@@ -117,9 +117,9 @@ async def test_forged_expired_revoked_and_replaced_invites(
     assert (
         await client.get("/api/invites/preview", params={"token": _token(first)})
     ).status_code == 400
-    assert (
-        await client.get("/api/invites/preview", params={"token": _token(second)})
-    ).json()["role"] == "ADMIN"
+    assert (await client.get("/api/invites/preview", params={"token": _token(second)})).json()[
+        "role"
+    ] == "ADMIN"
 
     revoked = await client.delete(
         f"/api/orgs/current/invites/{second.json()['id']}", headers=tenant.headers
@@ -149,7 +149,9 @@ async def test_invite_validation(client: httpx.AsyncClient, tenant: Tenant) -> N
         ({"email": "a" * 300 + "@example.com"}, "email"),
         ({"role": "USER"}, "email"),
     ]:
-        response = await client.post("/api/orgs/current/invites", json=payload, headers=tenant.headers)
+        response = await client.post(
+            "/api/orgs/current/invites", json=payload, headers=tenant.headers
+        )
         assert response.status_code == 422, payload
         assert response.json()["field"] == field
     member = await _invite(client, tenant, tenant.email)
@@ -186,7 +188,9 @@ async def test_other_org_cannot_revoke_or_list(
 ) -> None:
     invite = (await _invite(client, tenant, "sam@example.com")).json()
     assert (
-        await client.delete(f"/api/orgs/current/invites/{invite['id']}", headers=other_tenant.headers)
+        await client.delete(
+            f"/api/orgs/current/invites/{invite['id']}", headers=other_tenant.headers
+        )
     ).status_code == 404
     assert (
         await client.get("/api/orgs/current/invites", headers=other_tenant.headers)

@@ -122,9 +122,7 @@ async def test_superadmin_rules(
     assert invite.status_code == 403
 
     owner = (
-        await db.execute(
-            select(UserOrganization).where(UserOrganization.user_id == tenant.user_id)
-        )
+        await db.execute(select(UserOrganization).where(UserOrganization.user_id == tenant.user_id))
     ).scalar_one()
     owner.role = Role.SUPERADMIN
     await db.flush()

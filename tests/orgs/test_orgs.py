@@ -32,7 +32,9 @@ async def test_create_list_get_and_rename(client: httpx.AsyncClient, tenant: Ten
     got = await client.get(f"/api/orgs/{second['id']}", headers=auth)
     assert got.status_code == 200 and got.json()["name"] == "Second"
 
-    renamed = await client.patch(f"/api/orgs/{second['id']}", json={"name": "Renamed"}, headers=auth)
+    renamed = await client.patch(
+        f"/api/orgs/{second['id']}", json={"name": "Renamed"}, headers=auth
+    )
     assert renamed.status_code == 200 and renamed.json()["name"] == "Renamed"
     assert renamed.json()["description"] == "the other one"
 
@@ -147,9 +149,9 @@ async def test_api_key_rotation_and_authentication(
     assert key.startswith("tdg_") and len(key) > 40
     org = (
         await db.execute(
-            select(Organization).where(Organization.id == tenant.org_id).execution_options(
-                populate_existing=True
-            )
+            select(Organization)
+            .where(Organization.id == tenant.org_id)
+            .execution_options(populate_existing=True)
         )
     ).scalar_one()
     assert org.api_key is not None and key not in org.api_key
@@ -161,15 +163,17 @@ async def test_api_key_rotation_and_authentication(
         assert (
             await public.get("/whoami", headers={"Authorization": f"Bearer {key}"})
         ).status_code == 200
-        assert (await public.get("/whoami", headers={"Authorization": "tdg_wrong"})).status_code == 401
+        assert (
+            await public.get("/whoami", headers={"Authorization": "tdg_wrong"})
+        ).status_code == 401
         assert (await public.get("/whoami")).status_code == 401
 
         # Rotating again: the old key stops working at once.
         newer = (await client.post("/api/orgs/current/api-key", headers=tenant.headers)).json()
         assert (await public.get("/whoami", headers={"Authorization": key})).status_code == 401
-        assert (
-            await public.get("/whoami", headers={"Authorization": newer["api_key"]})
-        ).json()["org"] == tenant.org_id
+        assert (await public.get("/whoami", headers={"Authorization": newer["api_key"]})).json()[
+            "org"
+        ] == tenant.org_id
 
         # Another organization's key names that organization only.
         theirs = (

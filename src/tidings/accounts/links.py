@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from tidings.config import get_settings
+from tidings.config import Settings, get_settings
 from tidings.core import crypto
 from tidings.core.errors import BadRequest
 
@@ -47,6 +47,6 @@ def read_token(purpose: str, token: str, *, max_age_seconds: int) -> dict[str, A
     return payload
 
 
-def public_link(path: str, token: str) -> str:
+def public_link(settings: Settings, path: str, token: str) -> str:
     """An absolute link to a page of this instance carrying ``token``."""
-    return f"{get_settings().public_url}{path}?{urlencode({'token': token})}"
+    return f"{settings.public_url}{path}?{urlencode({'token': token})}"

@@ -272,7 +272,7 @@ async def request_password_reset(session: AsyncSession, settings: Settings, emai
     if user is None or user.password is None or not user.activated:
         logger.info("password reset asked for an email without a local account")
         return
-    link = links.public_link("/reset-password", password_reset_token(user))
+    link = links.public_link(settings, "/reset-password", password_reset_token(user))
     minutes = settings.password_reset_ttl_minutes
     await send_mail(
         Mail(
@@ -327,7 +327,7 @@ async def memberships(session: AsyncSession, user_id: str) -> list[tuple[Organiz
         .where(UserOrganization.user_id == user_id, UserOrganization.disabled.is_(False))
         .order_by(UserOrganization.created_at, Organization.id)
     )
-    return [(org, role) for org, role in rows.tuples()]
+    return [(org, role) for org, role in rows]
 
 
 async def update_profile(session: AsyncSession, user: User, changes: dict[str, Any]) -> User:
@@ -363,7 +363,7 @@ async def list_all_organizations(
     rows = await session.execute(
         stmt.order_by(Organization.created_at, Organization.id).limit(limit).offset(offset)
     )
-    return [(org, int(n)) for org, n in rows.tuples()], int(total)
+    return [(org, int(n)) for org, n in rows], int(total)
 
 
 async def impersonate(

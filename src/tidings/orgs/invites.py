@@ -88,7 +88,7 @@ async def create_invite(
     await session.flush()
     org = await session.get(Organization, org_id)
     assert org is not None
-    url = links.public_link("/invite", links.make_token(INVITE_PURPOSE, {"i": invite.id}))
+    url = links.public_link(settings, "/invite", links.make_token(INVITE_PURPOSE, {"i": invite.id}))
     inviter_name = inviter.name or inviter.email
     sent = await send_mail(
         Mail(

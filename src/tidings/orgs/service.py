@@ -155,7 +155,7 @@ async def list_members(session: AsyncSession, org_id: OrgId) -> list[tuple[UserO
         .where(owned_by(UserOrganization, org_id))
         .order_by(UserOrganization.created_at, UserOrganization.id)
     )
-    return list(rows.tuples())
+    return [(membership, user) for membership, user in rows]
 
 
 async def _member_row(
@@ -171,7 +171,8 @@ async def _member_row(
     ).one_or_none()
     if row is None:
         raise NotFound("member not found", field="user_id")
-    return row.tuple()
+    membership, user = row
+    return membership, user
 
 
 def _check_may_manage(
