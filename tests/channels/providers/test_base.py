@@ -14,6 +14,7 @@ from tests.channels.providers.servers.base import FakePlatform, RecordedRequest
 from tidings.channels.providers import (
     BadBodyError,
     ChannelCredentials,
+    PostPart,
     Provider,
     ProviderConfig,
     ProviderError,
@@ -219,6 +220,12 @@ async def test_tools() -> None:
         assert await box.call_tool("echo", creds, {"a": 1}) == {"who": "me", "a": 1}
         with pytest.raises(UnknownToolError, match="no tool 'nope' \\(tools: echo\\)"):
             await box.call_tool("nope", creds, {})
+        # Providers that cannot look a post up say so instead of guessing "not published".
+        assert not box.can_check_published
+        with pytest.raises(ProviderError, match="cannot check"):
+            await box.find_published(
+                creds, PostPart(content="x"), None, parent=None, since=datetime.now(UTC)
+            )
     assert "Toolbox" not in [p.display_name for p in all_providers()]
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -389,6 +390,34 @@ async def test_hang_is_unknown_outcome(
         await provider.publish(creds, PostPart(content="maybe"), DEFAULT)
     assert time.monotonic() - started < 3
     assert instance.last("POST", STATUSES).json["status"] == "maybe"
+
+
+async def test_find_published(
+    provider: MastodonProvider, instance: FakeMastodon, http: httpx.AsyncClient
+) -> None:
+    assert provider.can_check_published
+    creds = await connect(provider, instance, http)
+    since = datetime.now(UTC)
+    part = PostPart(content="<b>not html</b> & more")
+    assert await provider.find_published(creds, part, DEFAULT, parent=None, since=since) is None
+    instance.hang("POST", STATUSES, process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.publish(creds, part, DEFAULT)
+    found = await provider.find_published(creds, part, DEFAULT, parent=None, since=since)
+    assert found is not None and found.id in instance.statuses
+    assert found.url == instance.url(f"/@alice/{found.id}")
+    listing = instance.last("GET", "/api/v1/accounts/{id}/statuses")
+    assert listing.path == "/api/v1/accounts/109/statuses"
+    assert listing.auth == f"Bearer {creds.access_token}"
+    assert instance.last("GET", "/api/v1/statuses/{id}/source").path.endswith(f"/{found.id}/source")
+    reply = PostPart(content="reply")
+    instance.hang("POST", STATUSES, process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.reply(creds, found, reply, DEFAULT)
+    assert await provider.find_published(creds, reply, DEFAULT, parent=found, since=since)
+    assert await provider.find_published(creds, reply, DEFAULT, parent=None, since=since) is None
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert await provider.find_published(creds, part, DEFAULT, parent=None, since=later) is None
 
 
 # ---- validation -----------------------------------------------------------------------------

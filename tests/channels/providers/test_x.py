@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -332,12 +332,37 @@ async def test_hang_is_unknown_outcome(
     with pytest.raises(UnknownOutcomeError):
         await provider.publish(creds, PostPart(content="maybe"), DEFAULT)
     assert time.monotonic() - started < 3
-    # X offers no reliable way to find the tweet again: the engine must not guess.
-    assert not provider.can_check_published
-    with pytest.raises(ProviderError, match="cannot check"):
-        await provider.find_published(
-            creds, PostPart(content="maybe"), DEFAULT, parent=None, since=datetime.now(UTC)
-        )
+
+
+async def test_find_published(provider: XProvider, api: FakeX, http: httpx.AsyncClient) -> None:
+    assert provider.can_check_published
+    creds = await connect(provider, api, http)
+    since = datetime.now(UTC)
+    part = PostPart(content="Tom & Jerry: see https://example.com/a and example.org")
+    assert await provider.find_published(creds, part, DEFAULT, parent=None, since=since) is None
+    api.hang("POST", TWEETS, process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.publish(creds, part, DEFAULT)
+    # X shows the text with t.co links and HTML escapes: still recognised.
+    found = await provider.find_published(creds, part, DEFAULT, parent=None, since=since)
+    assert found is not None and found.id in api.tweets
+    assert found.url == f"https://x.com/xavier/status/{found.id}"
+    lookup = api.last("GET", "/2/users/{id}/tweets")
+    assert lookup.path == "/2/users/1500/tweets"
+    assert lookup.auth == f"Bearer {creds.access_token}"
+    assert lookup.query["max_results"] == "20"
+    assert lookup.query["tweet.fields"] == "created_at,referenced_tweets"
+    start = datetime.fromisoformat(lookup.query["start_time"].replace("Z", "+00:00"))
+    assert timedelta(minutes=1) < since - start <= timedelta(minutes=2, seconds=1)
+    # Replies match under their parent only.
+    reply = PostPart(content="2/2")
+    api.hang("POST", TWEETS, process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.reply(creds, found, reply, DEFAULT)
+    assert await provider.find_published(creds, reply, DEFAULT, parent=found, since=since)
+    assert await provider.find_published(creds, reply, DEFAULT, parent=None, since=since) is None
+    other = PostPart(content="never sent")
+    assert await provider.find_published(creds, other, DEFAULT, parent=None, since=since) is None
 
 
 # ---- counting and validation ----------------------------------------------------------------

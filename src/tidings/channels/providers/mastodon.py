@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
@@ -97,6 +97,7 @@ class MastodonProvider(Provider[MastodonSettings]):
     default_urls = {"instance": "https://mastodon.social"}
     app_name = "Tidings"
     app_website = "https://github.com/tidings"
+    can_check_published = True
     media_poll_interval = 1.0
     media_poll_timeout = 300.0
 
@@ -408,3 +409,45 @@ class MastodonProvider(Provider[MastodonSettings]):
     ) -> PublishResult:
         """Post a status in reply to ``parent``."""
         return await self._post(credentials, part, settings, parent.id)
+
+    async def find_published(
+        self,
+        credentials: ChannelCredentials,
+        part: PostPart,
+        settings: MastodonSettings,
+        *,
+        parent: PublishResult | None,
+        since: datetime,
+    ) -> PublishResult | None:
+        """Look for the part among the account's latest statuses, comparing the plain-text
+        source (``/api/v1/statuses/:id/source``) of those posted since ``since`` under the same
+        parent."""
+        instance = self._instance(credentials.custom_instance_details)
+        auth = {"Authorization": f"Bearer {credentials.access_token}"}
+        account_id = credentials.internal_id.split("@", 1)[0]
+        response = await self.request(
+            "GET",
+            f"{instance}/api/v1/accounts/{account_id}/statuses",
+            headers=auth,
+            params={"limit": "20"},
+        )
+        cutoff = since - timedelta(minutes=2)  # clock skew between us and the instance
+        for status in json_body(response) or []:
+            try:
+                created = datetime.fromisoformat(str(status["created_at"]).replace("Z", "+00:00"))
+            except (KeyError, ValueError):
+                continue
+            if created < cutoff:
+                continue
+            if (status.get("in_reply_to_id") or None) != (parent.id if parent else None):
+                continue
+            source = json_body(
+                await self.request(
+                    "GET", f"{instance}/api/v1/statuses/{status['id']}/source", headers=auth
+                )
+            )
+            if source.get("text") == part.content:
+                return PublishResult(
+                    id=str(status["id"]), url=status.get("url") or status.get("uri")
+                )
+        return None

@@ -9,9 +9,11 @@ chunked initialize/append/finalize flow, then status polling until processed.
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 import unicodedata
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -128,6 +130,7 @@ class XProvider(Provider[XSettings]):
     )
     settings_model = XSettings
     default_urls = {"api": "https://api.x.com", "auth": "https://x.com", "web": "https://x.com"}
+    can_check_published = True
     chunk_size = 4 * 1024 * 1024
     media_poll_timeout = 600.0
     max_poll_wait = 10.0
@@ -397,3 +400,51 @@ class XProvider(Provider[XSettings]):
     ) -> PublishResult:
         """Post a tweet replying to ``parent``."""
         return await self._tweet(credentials, part, settings, parent.id)
+
+    async def find_published(
+        self,
+        credentials: ChannelCredentials,
+        part: PostPart,
+        settings: XSettings,
+        *,
+        parent: PublishResult | None,
+        since: datetime,
+    ) -> PublishResult | None:
+        """Look for the part among the user's tweets since ``since``: same reply target and the
+        same text once links (which X rewrites to t.co) and HTML escapes are normalised."""
+        start = (since - timedelta(minutes=2)).astimezone(UTC)
+        response = await self.request(
+            "GET",
+            f"{self.config.url('api')}/2/users/{credentials.internal_id}/tweets",
+            headers=self._auth(credentials),
+            params={
+                "start_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "max_results": "20",
+                "tweet.fields": "created_at,referenced_tweets",
+            },
+        )
+        wanted = _comparable(part.content)
+        for tweet in json_body(response).get("data") or []:
+            replied_to = next(
+                (
+                    str(ref.get("id"))
+                    for ref in tweet.get("referenced_tweets") or []
+                    if ref.get("type") == "replied_to"
+                ),
+                None,
+            )
+            if replied_to != (parent.id if parent else None):
+                continue
+            if _comparable(str(tweet.get("text") or "")) == wanted:
+                tweet_id = str(tweet["id"])
+                user = credentials.profile or "i/web"
+                return PublishResult(
+                    id=tweet_id, url=f"{self.config.url('web')}/{user}/status/{tweet_id}"
+                )
+        return None
+
+
+def _comparable(text: str) -> str:
+    """Text as X shows it and as we sent it, made comparable: links as a placeholder."""
+    text = unicodedata.normalize("NFC", html.unescape(text))
+    return " ".join(URL.sub("<url>", text).split())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 import regex
@@ -28,6 +30,7 @@ class FakeMastodon(FakePlatform):
         self.max_characters = max_characters
         self.media_processing_polls = media_processing_polls
         self.statuses: dict[str, dict[str, Any]] = {}
+        self.sources: dict[str, dict[str, Any]] = {}
         self.media: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[tuple[str, str], str] = {}
         self.suspended = False
@@ -47,6 +50,8 @@ class FakeMastodon(FakePlatform):
         self.add("POST", "/api/v2/media", self.upload_media)
         self.add("GET", "/api/v1/media/{id}", self.get_media)
         self.add("POST", "/api/v1/statuses", self.create_status)
+        self.add("GET", "/api/v1/accounts/{id}/statuses", self.account_statuses)
+        self.add("GET", "/api/v1/statuses/{id}/source", self.status_source)
 
     # ---- auth ---------------------------------------------------------------------------
 
@@ -208,12 +213,39 @@ class FakeMastodon(FakePlatform):
             "id": status_id,
             "uri": f"{self.base_url}/users/alice/statuses/{status_id}",
             "url": f"{self.base_url}/@alice/{status_id}",
-            "content": f"<p>{text}</p>",
+            "content": f"<p>{html.escape(text)}</p>",
+            "created_at": datetime.now(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "account": {"id": user, "acct": "alice"},
             "in_reply_to_id": str(reply_to) if reply_to is not None else None,
             "visibility": data.get("visibility") or "public",
             "media_attachments": [self._media_json(m) for m in media_ids],
         }
         self.statuses[status_id] = status
+        self.sources[status_id] = {
+            "id": status_id,
+            "text": text,
+            "spoiler_text": str(data.get("spoiler_text") or ""),
+        }
         if key:
             self.idempotency[(user, key)] = status_id
         return JSONResponse(status)
+
+    async def account_statuses(self, request: RecordedRequest) -> Response:
+        user = self._user(request)
+        if isinstance(user, Response):
+            return user
+        if request.path_params["id"] != user:
+            return JSONResponse({"error": "Record not found"}, 404)
+        limit = int(request.query.get("limit", "20"))
+        return JSONResponse(list(reversed(list(self.statuses.values())))[:limit])
+
+    async def status_source(self, request: RecordedRequest) -> Response:
+        user = self._user(request)
+        if isinstance(user, Response):
+            return user
+        source = self.sources.get(request.path_params["id"])
+        if source is None:
+            return JSONResponse({"error": "Record not found"}, 404)
+        return JSONResponse(source)

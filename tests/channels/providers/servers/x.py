@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import re
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -47,6 +51,7 @@ class FakeX(FakePlatform):
         self.add("POST", "/2/media/upload/{id}/append", self.append)
         self.add("POST", "/2/media/upload/{id}/finalize", self.finalize)
         self.add("POST", "/2/media/metadata", self.metadata)
+        self.add("GET", "/2/users/{id}/tweets", self.timeline)
 
     async def authorize(self, request: RecordedRequest) -> Response:
         return self.oauth.authorize(request)
@@ -127,7 +132,7 @@ class FakeX(FakePlatform):
             if media is None or media["state"] != "succeeded":
                 return problem(400, "Invalid Request", f"Your media IDs are invalid: {media_id}")
         tweet_id = self._id()
-        self.tweets[tweet_id] = body | {"id": tweet_id}
+        self.tweets[tweet_id] = body | {"id": tweet_id, "created_at": time.time()}
         return JSONResponse(
             {"data": {"id": tweet_id, "text": text, "edit_history_tweet_ids": [tweet_id]}}, 201
         )
@@ -243,3 +248,30 @@ class FakeX(FakePlatform):
             return problem(400, "Invalid Request", "Unknown media id")
         media["alt"] = body["metadata"]["alt_text"]["text"]
         return JSONResponse({"data": {"id": body["id"], "associated_metadata": True}})
+
+    async def timeline(self, request: RecordedRequest) -> Response:
+        """Recent tweets as X shows them: links wrapped in t.co, text HTML-escaped."""
+        user = self._user(request)
+        if isinstance(user, Response):
+            return user
+        if request.path_params["id"] != user:
+            return problem(403, "Forbidden", "Not your timeline")
+        start = request.query.get("start_time")
+        since = datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp() if start else 0
+        data = []
+        for tweet in reversed(list(self.tweets.values())):
+            if tweet["created_at"] < since:
+                continue
+            text = re.sub(r"https?://\S+", "https://t.co/abc123XYZ", tweet.get("text", ""))
+            item: dict[str, Any] = {
+                "id": tweet["id"],
+                "text": html.escape(text, quote=False),
+                "created_at": datetime.fromtimestamp(tweet["created_at"], UTC)
+                .isoformat()
+                .replace("+00:00", "Z"),
+            }
+            reply = (tweet.get("reply") or {}).get("in_reply_to_tweet_id")
+            if reply:
+                item["referenced_tweets"] = [{"type": "replied_to", "id": reply}]
+            data.append(item)
+        return JSONResponse({"data": data, "meta": {"result_count": len(data)}})
