@@ -13,9 +13,11 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.channels.helpers import approve, oauth_connect, point
+from tests.channels.providers.servers import discord as fake_discord
 from tests.channels.providers.servers import linkedin as fake_linkedin
 from tests.channels.providers.servers import x as fake_x
 from tests.channels.providers.servers.bluesky import FakeBluesky
+from tests.channels.providers.servers.discord import FakeDiscord
 from tests.channels.providers.servers.linkedin import FakeLinkedIn
 from tests.channels.providers.servers.mastodon import FakeMastodon
 from tests.channels.providers.servers.x import FakeX
@@ -545,3 +547,45 @@ async def test_reconnect_revives_a_deleted_channel(
     row = await channel_row(db, channel_id)
     assert row.deleted_at is None
     assert await count_channels(db, tenant.org_id) == 1
+
+
+# ---- in-between steps: Discord (the server is the account; the pick is its channel) --------------
+
+
+async def test_discord_pick_channel(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+    db: AsyncSession,
+) -> None:
+    async with FakeDiscord() as discord:
+        point(
+            monkeypatch, "discord", discord, client_id="discord-app", client_secret="discord-secret"
+        )
+        monkeypatch.setenv("TIDINGS_DISCORD_API_URL", discord.url(fake_discord.API))
+        monkeypatch.setenv("TIDINGS_DISCORD_BOT_TOKEN", fake_discord.BOT_TOKEN)
+        pending = await oauth_connect(client, tenant.headers, "discord")
+        channel = pending["channel"]
+        assert channel["in_between_steps"] is True
+        assert {c["name"] for c in pending["choices"]} == {"#general", "#announcements"}
+        chosen = await client.post(
+            f"/api/channels/{channel['id']}/choose",
+            json={"choice_id": "41771983423143937"},
+            headers=tenant.headers,
+        )
+        assert chosen.status_code == 200, chosen.text
+        done = chosen.json()["channel"]
+        assert done["id"] == channel["id"]
+        assert done["internal_id"] == fake_discord.GUILD_ID
+        assert done["in_between_steps"] is False
+        assert done["preferences"]["channel_id"] == "41771983423143937"
+        providers = (await client.get("/api/providers", headers=tenant.headers)).json()
+        assert {p["identifier"]: p["configured"] for p in providers}["discord"] is True
+    monkeypatch.delenv("TIDINGS_DISCORD_CLIENT_ID")
+    providers = (await client.get("/api/providers", headers=tenant.headers)).json()
+    configured = {p["identifier"]: p["configured"] for p in providers}
+    assert configured["discord"] is False and configured["bluesky"] is True
+    assert configured["mastodon"] is True
+    unconfigured = await client.get("/api/channels/discord/connect", headers=tenant.headers)
+    assert unconfigured.status_code == 400
+    assert "TIDINGS_DISCORD_CLIENT_ID" in unconfigured.json()["message"]

@@ -73,9 +73,7 @@ async def start_connect(
 ) -> AuthorizationRead:
     """The authorization URL of an OAuth provider. Instance inputs (e.g. Mastodon's
     ``instance_url``) are query parameters."""
-    instance = {
-        k: v for k, v in request.query_params.items() if k not in _RESERVED_QUERY and len(v) < 2000
-    }
+    instance = {k: v for k, v in request.query_params.items() if k not in _RESERVED_QUERY}
     start = await service.start_connect(
         db,
         caller.organization_id,

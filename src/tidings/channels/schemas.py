@@ -132,6 +132,10 @@ class ProviderRead(BaseModel):
     identifier: str
     display_name: str
     connect_kind: Literal["oauth", "fields"]
+    configured: bool = Field(
+        description="False when the server lacks the provider's OAuth client id "
+        "(TIDINGS_<PROVIDER>_CLIENT_ID)"
+    )
     fields: list[FieldRead] = Field(
         description="Credential fields ('fields' providers) or instance inputs (OAuth)"
     )

@@ -55,6 +55,7 @@ from tidings.channels.providers import (
     UnknownToolError,
     all_providers,
     build_provider,
+    config_from_env,
     default_http_client,
     get_provider,
     new_code_verifier,
@@ -458,9 +459,11 @@ async def start_connect(
         )
     names = {spec.name for spec in cls.fields}
     values = {k: v for k, v in (instance or {}).items() if v is not None and v.strip()}
-    for key in values:
+    for key, value in values.items():
         if key not in names:
             raise BadRequest(f"{cls.display_name} takes no input {key!r}", field=key)
+        if len(value) > 2000:
+            raise BadRequest(f"{key} is too long", field=key)
     return_to = _safe_return_to(return_to)
     if customer is not None:
         clean_customer_name(customer, field="customer")
@@ -913,12 +916,21 @@ def media_rules_of(cls: type[Provider[Any]]) -> dict[str, Any]:
     }
 
 
+def is_configured(cls: type[Provider[Any]]) -> bool:
+    """Whether this server can connect the provider: credential-field providers and OAuth
+    providers on a user-given instance always can; others need their OAuth client id."""
+    if cls.connect_kind == "fields" or cls.fields:
+        return True
+    return bool(config_from_env(cls.identifier).client_id)
+
+
 def describe_provider(cls: type[Provider[Any]]) -> dict[str, Any]:
     """What the app needs to show and connect a provider."""
     return {
         "identifier": cls.identifier,
         "display_name": cls.display_name,
         "connect_kind": cls.connect_kind,
+        "configured": is_configured(cls),
         "fields": [
             {
                 "name": spec.name,
