@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.accounts.helpers import PASSWORD, bearer, login, register
-from tests.conftest import TransactionalDatabase, asgi_client, build_app
+from tests.conftest import TransactionalDatabase, asgi_client, build_app, make_tenant
+from tidings.accounts import limits
 from tidings.accounts.models import User, UserSession
 from tidings.config import Settings
 from tidings.core.enums import Provider, Role
+from tidings.db import Database
 from tidings.orgs.models import Organization, UserOrganization
 
 
@@ -170,12 +173,16 @@ async def test_oauth_user_cannot_sign_in_with_a_password(
     assert (await login(client, "gh@example.com")).status_code == 401
 
 
-async def test_login_is_rate_limited_per_account(client: httpx.AsyncClient) -> None:
+async def test_login_is_rate_limited_per_account(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert limits.LOGIN_PER_ACCOUNT.limit <= 10  # the real limit; a small one keeps it fast
+    monkeypatch.setattr(limits, "LOGIN_PER_ACCOUNT", limits.Limit(4, 900))
     await register(client, "frank@example.com")
     statuses = [
-        (await login(client, "frank@example.com", "bad guess!")).status_code for _ in range(10)
+        (await login(client, "frank@example.com", "bad guess!")).status_code for _ in range(4)
     ]
-    assert statuses == [401] * 10
+    assert statuses == [401] * 4
     limited = await login(client, "frank@example.com")  # even the right password
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) >= 1
@@ -184,19 +191,49 @@ async def test_login_is_rate_limited_per_account(client: httpx.AsyncClient) -> N
     assert (await login(client, "other@example.com", "bad guess!")).status_code == 401
 
 
-async def test_login_is_rate_limited_per_ip(client: httpx.AsyncClient) -> None:
+async def test_login_is_rate_limited_per_ip(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert limits.LOGIN_PER_IP.limit <= 50  # the real limit; a small one keeps the test fast
+    monkeypatch.setattr(limits, "LOGIN_PER_IP", limits.Limit(5, 900))
     statuses = [
-        (await login(client, f"u{i}@example.com", "bad guess!")).status_code for i in range(30)
+        (await login(client, f"u{i}@example.com", "bad guess!")).status_code for i in range(5)
     ]
-    assert statuses == [401] * 30
-    assert (await login(client, "u99@example.com")).status_code == 429
+    assert statuses == [401] * 5
+    limited = await login(client, "u99@example.com")
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
 
 
-async def test_registration_is_rate_limited_per_ip(client: httpx.AsyncClient) -> None:
-    for i in range(10):
+async def test_registration_is_rate_limited_per_ip(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert limits.REGISTER_PER_IP.limit <= 20
+    monkeypatch.setattr(limits, "REGISTER_PER_IP", limits.Limit(3, 3600))
+    for i in range(3):
         assert (await register(client, f"r{i}@example.com")).status_code == 201
     limited = await register(client, "r10@example.com")
     assert limited.status_code == 429 and "Retry-After" in limited.headers
+
+
+async def test_password_change_is_rate_limited_with_real_commits(
+    fresh_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each wrong guess rolls its request back; the counter must survive that (it is committed
+    # on its own), which only a database with real commits shows.
+    monkeypatch.setattr(limits, "PASSWORD_CHANGE_PER_ACCOUNT", limits.Limit(3, 900))
+    tenant = await make_tenant(fresh_database)
+    async with asgi_client(build_app(fresh_database)) as client:
+        guesses = [
+            (
+                await client.post(
+                    "/api/auth/password",
+                    json={"current_password": f"guess {i}", "new_password": "n" * 12},
+                    headers=bearer(tenant.token),
+                )
+            ).status_code
+            for i in range(4)
+        ]
+    assert guesses == [400, 400, 400, 429]
 
 
 async def test_logout_revokes_the_session_and_clears_cookies(client: httpx.AsyncClient) -> None:
