@@ -94,3 +94,35 @@ async def test_redirects_are_followed_and_capped() -> None:
             await guarded_request(
                 client, "GET", "http://93.184.215.14/", allow_private=False, max_redirects=2
             )
+
+
+async def test_the_checked_address_is_the_one_connected_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name is resolved once, checked, and the request goes to that address
+    with the original name as Host header and TLS server name."""
+    import asyncio
+    import socket
+
+    answers = iter(["93.184.215.14", "127.0.0.1"])  # a second lookup would rebind to loopback
+
+    async def fake_getaddrinfo(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "getaddrinfo", fake_getaddrinfo)
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, text="ok")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        response = await guarded_request(
+            client, "GET", "https://feeds.example.com:8443/rss", allow_private=False
+        )
+    assert response.text == "ok"
+    (request,) = seen
+    assert request.url.host == "93.184.215.14"
+    assert request.url.port == 8443
+    assert request.headers["host"] == "feeds.example.com:8443"
+    assert request.extensions["sni_hostname"] == "feeds.example.com"
+    assert next(answers) == "127.0.0.1"  # resolved exactly once

@@ -5,7 +5,9 @@ Private, loopback, link-local, multicast, reserved and unspecified addresses are
 ``allow_private`` is true (``TIDINGS_ALLOW_PRIVATE_URLS``: tests and LAN setups).
 
 Redirects are the classic way around such a guard, so :func:`guarded_request` follows them itself
-and checks every hop.
+and checks every hop. DNS rebinding (a name that resolves to a public address when checked and to
+a private one when connected) is the other: :func:`guarded_request` connects to the very address
+it checked, keeping the name for the Host header, TLS SNI and certificate verification.
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 async def check_url(url: str, *, allow_private: bool, require_https: bool = False) -> None:
     """Raise :class:`UnsafeURLError` unless ``url`` may be fetched by the server."""
+    await _checked_addresses(url, allow_private=allow_private, require_https=require_https)
+
+
+async def _checked_addresses(
+    url: str, *, allow_private: bool, require_https: bool
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Check ``url`` and return the public addresses its host resolves to (empty when private
+    addresses are allowed: nothing needs pinning then)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -60,13 +70,13 @@ async def check_url(url: str, *, allow_private: bool, require_https: bool = Fals
     if parts.username or parts.password:
         raise UnsafeURLError("URLs with credentials are not allowed")
     if allow_private:
-        return
+        return []
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
         literal = None
     if literal is not None:
-        addresses = {literal}
+        addresses = [literal]
     else:
         loop = asyncio.get_running_loop()
         try:
@@ -75,13 +85,32 @@ async def check_url(url: str, *, allow_private: bool, require_https: bool = Fals
             )
         except (socket.gaierror, UnicodeError) as exc:
             raise UnsafeURLError(f"cannot resolve host {host!r}") from exc
-        addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
+        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
     for address in addresses:
         if not _is_public(address):
             raise UnsafeURLError(
                 f"{host!r} resolves to a private or loopback address ({address}), "
                 "which is not allowed (see TIDINGS_ALLOW_PRIVATE_URLS)"
             )
+    return addresses
+
+
+def _pinned(
+    request: httpx.Request, addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]
+) -> httpx.Request:
+    """``request`` sent to the checked address, still presenting the original host name."""
+    host = request.url.host
+    try:
+        ipaddress.ip_address(host)
+        return request  # already an address: nothing to resolve again
+    except ValueError:
+        pass
+    if not addresses:
+        return request
+    request.url = request.url.copy_with(host=str(addresses[0]))
+    request.extensions = {**request.extensions, "sni_hostname": host}
+    # The Host header was set from the original URL when the request was built; keep it.
+    return request
 
 
 async def guarded_request(
@@ -101,8 +130,10 @@ async def guarded_request(
     """
     current = url
     for _ in range(max_redirects + 1):
-        await check_url(current, allow_private=allow_private, require_https=require_https)
-        request = client.build_request(method, current, **kwargs)  # type: ignore[arg-type]
+        addresses = await _checked_addresses(
+            current, allow_private=allow_private, require_https=require_https
+        )
+        request = _pinned(client.build_request(method, current, **kwargs), addresses)  # type: ignore[arg-type]
         response = await client.send(request, stream=True, follow_redirects=False)
         if response.is_redirect and "location" in response.headers:
             await response.aclose()
