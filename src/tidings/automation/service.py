@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.automation.events import TEST_EVENT_TYPE, defer_delivery
@@ -335,6 +335,8 @@ async def send_test_to(session: AsyncSession, row: Webhooks) -> dict[str, Any]:
         response_excerpt=result.response_excerpt,
         error=result.error,
         duration_ms=result.duration_ms,
+        # clock time, not the transaction's: attempts keep their order in the log
+        created_at=func.clock_timestamp(),
     )
     session.add(delivery)
     if result.succeeded:

@@ -287,6 +287,8 @@ async def _record_attempt(
             response_excerpt=result.response_excerpt,
             error=result.error,
             duration_ms=result.duration_ms,
+            # clock time, not the transaction's: attempts keep their order in the log
+            created_at=func.clock_timestamp(),
         )
     )
     now = datetime.now(UTC)
