@@ -91,6 +91,9 @@ async def test_register_bad_input_names_the_field_and_creates_nothing(
         ),
         ({"email": "d@example.com", "password": PASSWORD, "organization_name": "   "}, None),
         ({"email": "d@example.com", "password": PASSWORD, "is_super_admin": True}, None),
+        # PostgreSQL text cannot hold NUL: refused up front, not a 500.
+        ({"email": "d@example.com", "password": PASSWORD, "name": "a\u0000b"}, "name"),
+        ({"email": "d\u0000@example.com", "password": PASSWORD}, "email"),
         ({"password": PASSWORD}, "email"),
     ]
     for payload, field in cases:

@@ -27,7 +27,7 @@ async def test_create_list_get_and_rename(client: httpx.AsyncClient, tenant: Ten
     assert second["description"] == "the other one" and second["api_key_set"] is False
 
     listed = (await client.get("/api/orgs", headers=auth)).json()
-    assert [o["id"] for o in listed] == [tenant.org_id, second["id"]]
+    assert {o["id"] for o in listed} == {tenant.org_id, second["id"]}
 
     got = await client.get(f"/api/orgs/{second['id']}", headers=auth)
     assert got.status_code == 200 and got.json()["name"] == "Second"
@@ -54,6 +54,10 @@ async def test_org_input_is_validated(client: httpx.AsyncClient, tenant: Tenant)
     assert bad.status_code == 422 and bad.json()["field"] == "name"
     long_id = await client.get("/api/orgs/" + "x" * 101, headers=auth)
     assert long_id.status_code == 422
+    nul_id = await client.get("/api/orgs/a%00b", headers=auth)
+    assert nul_id.status_code == 422 and nul_id.json()["field"] == "org_id"
+    nul_name = await client.post("/api/orgs", json={"name": "a\u0000"}, headers=auth)
+    assert nul_name.status_code == 422 and nul_name.json()["field"] == "name"
 
 
 async def test_only_admins_rename_and_others_cannot_see(

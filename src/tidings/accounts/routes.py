@@ -214,7 +214,7 @@ async def oauth_callback(
     request: Request,
     db: DbSession,
     code: Annotated[str | None, Query(max_length=2000)] = None,
-    state: Annotated[str | None, Query(max_length=200)] = None,
+    state: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$")] = None,
     error: Annotated[str | None, Query(max_length=500)] = None,
 ) -> RedirectResponse:
     """Where the provider sends the browser back: sign in (creating the account on first

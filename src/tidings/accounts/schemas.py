@@ -18,7 +18,15 @@ MAX_BIO_LENGTH = 2000
 MAX_TOKEN_LENGTH = 1000
 
 
+def no_nul(value: str) -> str:
+    """Refuse NUL characters, which PostgreSQL text cannot store."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 def _valid_email(value: str) -> str:
+    no_nul(value)
     try:
         result = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
@@ -40,8 +48,14 @@ Password = Annotated[
 ]
 # A password typed to sign in is checked, not judged: any length up to the maximum.
 GivenPassword = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH),
+    AfterValidator(no_nul),
+]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TOKEN_LENGTH)]
+#: A row id (UUID or cuid): letters, digits, "-" and "_".
+RowId = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class _In(BaseModel):
@@ -61,7 +75,9 @@ class RegisterIn(_In):
 
 
 class LoginIn(_In):
-    email: Annotated[str, StringConstraints(min_length=1, max_length=MAX_EMAIL_LENGTH)]
+    email: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_EMAIL_LENGTH), AfterValidator(no_nul)
+    ]
     password: GivenPassword
 
 
@@ -81,10 +97,15 @@ class PasswordResetConfirmIn(_In):
 
 class MeUpdateIn(_In):
     name: Name | None = None
-    last_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = (
-        None
-    )
-    bio: Annotated[str, StringConstraints(max_length=MAX_BIO_LENGTH)] | None = None
+    last_name: (
+        Annotated[
+            str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(no_nul)
+        ]
+        | None
+    ) = None
+    bio: (
+        Annotated[str, StringConstraints(max_length=MAX_BIO_LENGTH), AfterValidator(no_nul)] | None
+    ) = None
     timezone_name: Annotated[
         str | None, StringConstraints(max_length=64), AfterValidator(_valid_timezone)
     ] = None
@@ -142,7 +163,7 @@ class OAuthProviderOut(BaseModel):
 
 
 class ImpersonateIn(_In):
-    user_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    user_id: RowId
 
 
 class AdminOrgOut(BaseModel):

@@ -40,7 +40,7 @@ from tidings.orgs.schemas import (
 
 router = APIRouter(prefix="/api", tags=["organizations"])
 
-PathId = Annotated[str, Path(min_length=1, max_length=100)]
+PathId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 def _org_out(org: Organization, role: Role) -> OrgOut:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
-from tidings.accounts.schemas import Email, Token
+from tidings.accounts.schemas import Email, RowId, Token, no_nul
 from tidings.core.enums import Role
 
-OrgName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=2000)]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+OrgName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(no_nul),
+]
+Description = Annotated[str, StringConstraints(max_length=2000), AfterValidator(no_nul)]
 
 
 class _In(BaseModel):
@@ -39,7 +42,7 @@ class OrgOut(BaseModel):
 
 
 class SwitchIn(_In):
-    organization_id: Id
+    organization_id: RowId
 
 
 class MemberOut(BaseModel):
