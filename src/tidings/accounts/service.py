@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts import links
@@ -409,3 +409,21 @@ async def stop_impersonating(
         active.user.id,
     )
     return await open_session(session, admin, ip=ip, agent=agent)
+
+
+async def set_super_admin(session: AsyncSession, email: str, value: bool) -> User:
+    """Grant (or revoke) the global super admin flag of the LOCAL user with this email."""
+    user = await find_user_by_email(session, email)
+    if user is None:
+        raise NotFound(f"no local account uses {email.strip().lower()!r}", field="email")
+    user.is_super_admin = value
+    if not value:
+        # Impersonations opened by this admin end with the power that opened them.
+        await session.execute(
+            update(UserSession)
+            .where(UserSession.impersonator_id == user.id, UserSession.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+    logger.warning("super admin flag of %s set to %s", user.id, value)
+    await session.flush()
+    return user
