@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     max_pdf_bytes: int = 20 * 1024 * 1024
     # Public API: posts created per organization per hour.
     public_api_posts_per_hour: int = 90
+    # Optional Redis for shared counters (e.g. the Public API rate limit); unset: PostgreSQL.
+    redis_url: str | None = None
     # Publishing engine (per worker process): posts in flight at once, and per provider.
     publish_concurrency: int = 100
     publish_provider_concurrency: int = 50
