@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import secrets
+import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
@@ -75,6 +76,9 @@ class ObjectInfo:
     key: str
     size: int
     content_type: str
+    # For HTTP caching: when the object was written, and a validator that changes if it does.
+    modified: datetime | None = None
+    etag: str | None = None
 
 
 def validate_key(key: str) -> str:
@@ -365,9 +369,15 @@ class LocalStorage(Storage):
             info = await asyncio.to_thread(path.stat)
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise ObjectNotFoundError(key) from exc
-        if not path.is_file():
+        if not stat.S_ISREG(info.st_mode):
             raise ObjectNotFoundError(key)
-        return ObjectInfo(key=key, size=info.st_size, content_type=content_type_for_key(key))
+        return ObjectInfo(
+            key=key,
+            size=info.st_size,
+            content_type=content_type_for_key(key),
+            modified=datetime.fromtimestamp(info.st_mtime, UTC),
+            etag=f'"{info.st_size:x}-{info.st_mtime_ns:x}"',
+        )
 
     async def delete(self, key: str) -> None:
         path = self.path_for(key)
@@ -562,10 +572,13 @@ class S3Storage(Storage):
             if self._is_missing(exc):
                 raise ObjectNotFoundError(key) from exc
             raise StorageError(f"cannot stat {key!r}: {exc}") from exc
+        etag = response.get("ETag")
         return ObjectInfo(
             key=key,
             size=int(response["ContentLength"]),
             content_type=response.get("ContentType") or content_type_for_key(key),
+            modified=response.get("LastModified"),
+            etag=etag if etag and etag.startswith('"') else (f'"{etag}"' if etag else None),
         )
 
     async def delete(self, key: str) -> None:
