@@ -1,0 +1,1036 @@
+"""The publishing engine: every due post published once, in order per channel, and reported.
+
+How it fits together (see ``docs/decisions/publishing-engine.md`` for the why):
+
+- **Outbox.** A QUEUE post is written together with its ``posts.publish`` job
+  (:mod:`tidings.posts.scheduling`), scheduled at its publish date. The job re-reads the row and
+  does nothing unless the post is still QUEUE *at that date*, so a rescheduled, drafted or deleted
+  post is never published at its old time.
+- **Drain.** A publish job wakes the worker process's :class:`Publisher`: if none is running the
+  job becomes its drain loop, otherwise it hands over and waits for its post to be claimed. The
+  drain publishes every ready post (due, QUEUE, parent published, not waiting for a retry) as one
+  *chain* per channel: posts of a channel go one after the other, in publish-date order; up to
+  ``publish_concurrency`` channels at once per process, and at most
+  ``publish_provider_concurrency`` requests in flight per provider. It sleeps until the next due
+  post while one is near, so steady traffic is published on time without waiting for the job
+  queue's polling.
+- **Claim.** A post is claimed in one transaction: a per-channel advisory lock, a check that no
+  attempt of that channel is in flight (the channel's lease, across all workers), the post row
+  locked ``FOR UPDATE SKIP LOCKED``, an in-flight ``post_attempt`` row inserted (unique per post
+  and attempt number), and the post's waiting publish job deleted. Two workers can never both
+  send a post, nor publish on one channel at once.
+- **Outcomes.** Success: PUBLISHED with release id and URL, ``post.published``, the next thread
+  part scheduled after its delay (at once when the delay is 0, by the same chain), the next
+  occurrence of a recurring post created. Failures, by class: transient -> retried with
+  exponential backoff (the platform's Retry-After honoured) up to :data:`MAX_RETRIES`; expired
+  token -> the channel refreshed once and the publish retried; revoked -> the channel marked
+  ``refresh_needed``; rejected content / unavailable channel / anything else -> ERROR. A lost
+  answer after the request was sent is an *unknown outcome*: the platform is asked whether the
+  post exists where the provider can check, a resend is safe where the platform honours
+  idempotency keys (the post id is the key), else ERROR with a notice -- never a blind resend.
+  Every ERROR stores its message, an ``errors`` row, a notification and ``post.failed``.
+- **Reconciler** (every minute): an attempt left in flight by a worker that stopped (its
+  Procrastinate heartbeat is gone) is resolved as an unknown outcome; a due QUEUE post with no
+  waiting job and no attempt gets a new job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import weakref
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.channels.models import Integration
+from tidings.channels.providers import (
+    BadBodyError,
+    DisconnectedError,
+    PostPart,
+    Provider,
+    ProviderError,
+    PublishResult,
+    RefreshTokenError,
+    RetryableError,
+    UnknownOutcomeError,
+)
+from tidings.channels.service import (
+    channel_problem,
+    credentials_of,
+    mark_refresh_needed,
+    provider_for,
+    refresh_in_own_transaction,
+)
+from tidings.config import get_settings
+from tidings.core.enums import State
+from tidings.core.ids import new_cuid, new_uuid
+from tidings.db import get_database
+from tidings.notifications.service import notify
+from tidings.posts.media import load_media_rows, media_items
+from tidings.posts.models import Errors, Post, TagsPosts
+from tidings.posts.scheduling import alarm_lock, epoch_us, schedule_publish
+from tidings.posts.service import POST_REFERENCE, emit_post_event, group_for_occurrence
+from tidings.posts.timeplan import as_utc, next_occurrence, zone_of
+
+logger = logging.getLogger("tidings.posts.engine")
+
+#: Transient failures of one post before it goes to ERROR.
+MAX_RETRIES = 5
+BACKOFF_BASE = 15.0  # seconds; doubled per retry
+BACKOFF_CAP = 30 * 60.0
+RETRY_AFTER_CAP = 6 * 3600.0
+#: The drain keeps running while the next due post is this close (seconds).
+LINGER = 2.0
+#: Longest sleep of a running drain between looks for due posts (seconds).
+POLL = 0.25
+#: A publish job handing its post to a running drain waits at most this long (seconds).
+HANDOVER_WAIT = 15.0
+#: Providers whose publish honours ``PostPart.idempotency_key``: resending is safe.
+IDEMPOTENT_PROVIDERS = frozenset({"mastodon"})
+#: A channel whose claim found it busy elsewhere is not retried by this drain for this long.
+BUSY_BACKOFF = 0.05
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def backoff_seconds(retry: int, retry_after: float | None = None) -> float:
+    """Wait before retry number ``retry`` (1-based): exponential, capped; at least what the
+    platform asked for (Retry-After), itself capped."""
+    wait = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** max(0, retry - 1))
+    if retry_after is not None:
+        wait = max(wait, min(float(retry_after), RETRY_AFTER_CAP))
+    return wait
+
+
+def resend_is_safe(provider: Provider[Any]) -> bool:
+    """Whether this provider's platform deduplicates a resent part (idempotency keys)."""
+    return bool(getattr(type(provider), "supports_idempotency_keys", False)) or (
+        provider.identifier in IDEMPOTENT_PROVIDERS
+    )
+
+
+def process_worker_name() -> str:
+    """An attempt's owner when no Procrastinate worker runs it (direct calls, scripts)."""
+    return f"proc:{socket.gethostname()}:{os.getpid()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# SQL
+# ---------------------------------------------------------------------------------------------
+
+# A post that may be claimed now. ``p`` is the post.
+_READY = """
+    p.state = 'QUEUE' AND p.deleted_at IS NULL AND p.publish_date <= now()
+    AND (p.parent_post_id IS NULL OR EXISTS (
+        SELECT 1 FROM post pp WHERE pp.id = p.parent_post_id AND pp.state = 'PUBLISHED'))
+    AND NOT EXISTS (
+        SELECT 1 FROM post_attempt a
+        WHERE a.post_id = p.id AND (a.outcome IS NULL OR a.retry_at > now()))
+"""
+
+_CHANNEL_BUSY = text(
+    "SELECT EXISTS (SELECT 1 FROM post_attempt WHERE integration_id = :c AND outcome IS NULL)"
+)
+_LOCK_CHANNEL = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_NEXT_OF_CHANNEL = text(
+    """
+    SELECT p.id, p.publish_date FROM post p
+    WHERE p.integration_id = :c AND __READY__
+    ORDER BY (p.id = :prefer) DESC, p.publish_date, p.id
+    LIMIT 1
+    FOR UPDATE OF p SKIP LOCKED
+    """.replace("__READY__", _READY)
+)
+_INSERT_ATTEMPT = text(
+    """
+    INSERT INTO post_attempt (id, post_id, organization_id, integration_id, attempt,
+                              started_at, worker)
+    SELECT :id, p.id, p.organization_id, p.integration_id,
+           COALESCE((SELECT max(attempt) FROM post_attempt WHERE post_id = p.id), 0) + 1,
+           clock_timestamp(), :worker
+    FROM post p WHERE p.id = :post
+    RETURNING attempt, started_at
+    """
+)
+_DROP_ALARM = text(
+    "SELECT procrastinate_cancel_job_v1(j.id, false, true) FROM procrastinate_jobs j "
+    "WHERE j.status = 'todo' AND j.queueing_lock = :lock"
+)
+_READY_CHANNELS = text(
+    """
+    SELECT DISTINCT p.integration_id FROM post p
+    WHERE __READY__
+      AND NOT (p.integration_id = ANY(:exclude))
+      AND NOT EXISTS (SELECT 1 FROM post_attempt b
+                      WHERE b.integration_id = p.integration_id AND b.outcome IS NULL)
+    LIMIT :n
+    """.replace("__READY__", _READY)
+)
+_NEXT_DUE = text(
+    "SELECT min(publish_date) FROM post "
+    "WHERE state = 'QUEUE' AND deleted_at IS NULL AND publish_date > now()"
+)
+_FINISH_ATTEMPT = text(
+    """
+    UPDATE post_attempt SET outcome = :outcome, finished_at = clock_timestamp(),
+        status_code = :status, response_excerpt = :excerpt, error_class = :error_class,
+        retry_at = :retry_at,
+        duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint
+    WHERE id = :id AND outcome IS NULL
+    """
+)
+_RETRIES = text(
+    "SELECT count(*) FROM post_attempt a JOIN post p ON p.id = a.post_id "
+    "WHERE a.post_id = :post AND a.outcome IN ('retry', 'unknown') "
+    "AND a.started_at >= p.updated_at"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Claims and outcomes
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Claim:
+    """A post this worker holds the in-flight attempt of, with what publishing it needs."""
+
+    attempt_id: str
+    attempt: int
+    started_at: datetime
+    post: Post
+    integration: Integration
+    parent: Post | None
+    references: dict[str, str | None]
+    media_rows: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """What happened to a claimed post."""
+
+    kind: str  # "published" | "retry" | "error" | "unknown"
+    result: PublishResult | None = None
+    message: str | None = None
+    status_code: int | None = None
+    excerpt: str | None = None
+    error_class: str | None = None
+    retry_after: float | None = None
+    disconnect: bool = False
+    # Set for kind "retry": the unknown outcome that was found safe to resend.
+    was_unknown: bool = False
+
+    @classmethod
+    def from_error(cls, kind: str, exc: ProviderError, message: str | None = None) -> Outcome:
+        return cls(
+            kind=kind,
+            message=message or exc.message,
+            status_code=exc.status_code,
+            excerpt=exc.excerpt,
+            error_class=exc.kind,
+            retry_after=getattr(exc, "retry_after", None),
+        )
+
+
+async def claim_next(
+    session: AsyncSession,
+    channel_id: str,
+    worker: str,
+    *,
+    prefer: str | None = None,
+) -> Claim | None:
+    """Claim the channel's next ready post (``prefer`` first), or None when the channel has
+    none or is busy (an attempt in flight anywhere). Commit the session to make it count."""
+    await session.execute(_LOCK_CHANNEL, {"key": f"tidings:channel:{channel_id}"})
+    if await session.scalar(_CHANNEL_BUSY, {"c": channel_id}):
+        return None
+    row = (
+        await session.execute(_NEXT_OF_CHANNEL, {"c": channel_id, "prefer": prefer or ""})
+    ).first()
+    if row is None:
+        return None
+    post_id, publish_date = row
+    attempt_id = new_uuid()
+    attempt, started_at = (
+        await session.execute(
+            _INSERT_ATTEMPT, {"id": attempt_id, "post": post_id, "worker": worker}
+        )
+    ).one()
+    await session.execute(_DROP_ALARM, {"lock": alarm_lock(post_id, publish_date)})
+    return await _load_claim(session, post_id, attempt_id, attempt, started_at)
+
+
+async def _load_claim(
+    session: AsyncSession, post_id: str, attempt_id: str, attempt: int, started_at: datetime
+) -> Claim:
+    post = (
+        await session.execute(
+            select(Post)
+            .where(Post.id == post_id)
+            .execution_options(include_deleted=True, populate_existing=True)
+        )
+    ).scalar_one()
+    integration = (
+        await session.execute(
+            select(Integration)
+            .where(Integration.id == post.integration_id)
+            .execution_options(include_deleted=True, populate_existing=True)
+        )
+    ).scalar_one()
+    parent = None
+    if post.parent_post_id:
+        parent = (
+            await session.execute(
+                select(Post)
+                .where(Post.id == post.parent_post_id)
+                .execution_options(include_deleted=True)
+            )
+        ).scalar_one_or_none()
+    references: dict[str, str | None] = {}
+    wanted = set(POST_REFERENCE.findall(post.content))
+    if wanted:
+        rows = await session.execute(
+            select(Post.id, Post.release_url, Post.state)
+            .where(Post.organization_id == post.organization_id, Post.id.in_(sorted(wanted)))
+            .execution_options(include_deleted=True)
+        )
+        for ref_id, url, state in rows:
+            references[ref_id] = url if state == State.PUBLISHED else None
+    media_rows: dict[str, Any] = {}
+    ids = [str(ref["id"]) for ref in post.image or [] if isinstance(ref, dict) and ref.get("id")]
+    if ids:
+        media_rows = dict(await load_media_rows(session, post.organization_id, ids))
+    return Claim(attempt_id, attempt, started_at, post, integration, parent, references, media_rows)
+
+
+def _content_with_links(claim: Claim) -> str:
+    """The post's text with ``(post:<id>)`` replaced by those posts' release URLs."""
+
+    def replace(match: Any) -> str:
+        url = claim.references.get(match.group(1))
+        if not url:
+            raise BadBodyError(
+                f"The post refers to post {match.group(1)}, which has no published URL yet"
+            )
+        return url
+
+    return POST_REFERENCE.sub(replace, claim.post.content)
+
+
+async def _record(session: AsyncSession, claim: Claim, outcome: Outcome) -> str | None:
+    """Store an outcome (in the caller's transaction). Returns the id of the next thread part
+    to publish at once (a reply with no delay), if any."""
+    post, integration = claim.post, claim.integration
+    stamp = now_utc()
+    retry_at: datetime | None = None
+    kind = outcome.kind
+    if kind == "retry":
+        retries = int(await session.scalar(_RETRIES, {"post": post.id}) or 0) + 1
+        if retries > MAX_RETRIES:
+            kind = "error"
+            outcome.message = f"Gave up after {MAX_RETRIES} tries: {outcome.message}"
+        else:
+            retry_at = stamp + timedelta(seconds=backoff_seconds(retries, outcome.retry_after))
+    attempt_outcome = {"published": "published", "retry": "retry", "error": "error"}.get(
+        kind, "unknown"
+    )
+    if outcome.was_unknown and kind == "retry":
+        attempt_outcome = "unknown"
+    await session.execute(
+        _FINISH_ATTEMPT,
+        {
+            "id": claim.attempt_id,
+            "outcome": attempt_outcome,
+            "status": outcome.status_code,
+            "excerpt": (outcome.excerpt or outcome.message or "")[:500] or None,
+            "error_class": outcome.error_class,
+            "retry_at": retry_at,
+        },
+    )
+    if kind == "published":
+        assert outcome.result is not None
+        return await _published(session, claim, outcome.result, stamp)
+    if kind == "retry":
+        assert retry_at is not None
+        await schedule_publish(session, post.id, post.publish_date, run_at=retry_at)
+        logger.info("post %s: retry at %s (%s)", post.id, retry_at, outcome.message)
+        return None
+    message = outcome.message or "Publishing failed"
+    if outcome.disconnect:
+        await mark_refresh_needed(session, integration, message)
+    await fail_post(session, post, integration, message, context=_context(claim, outcome))
+    return None
+
+
+def _context(claim: Claim, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "postId": claim.post.id,
+        "group": claim.post.group,
+        "attempt": claim.attempt,
+        "kind": outcome.error_class or outcome.kind,
+        "statusCode": outcome.status_code,
+        "excerpt": outcome.excerpt,
+        "channel": claim.integration.name,
+        "provider": claim.integration.provider_identifier,
+    }
+
+
+async def _published(
+    session: AsyncSession, claim: Claim, result: PublishResult, stamp: datetime
+) -> str | None:
+    post = claim.post
+    post.state = State.PUBLISHED
+    post.release_id = result.id
+    post.release_url = result.url
+    post.error = None
+    await session.flush()
+    await emit_post_event(session, "post.published", post, claim.integration)
+    next_part: str | None = None
+    child = (
+        await session.execute(
+            select(Post).where(Post.parent_post_id == post.id, Post.state == State.QUEUE).limit(1)
+        )
+    ).scalar_one_or_none()
+    if child is not None:
+        child.publish_date = stamp + timedelta(minutes=child.delay)
+        await session.flush()
+        if child.delay > 0:
+            await schedule_publish(session, child.id, child.publish_date)
+        else:
+            next_part = child.id
+    if post.parent_post_id is None and post.interval_in_days:
+        await create_next_occurrence(session, post, after=stamp)
+    return next_part
+
+
+async def fail_post(
+    session: AsyncSession,
+    post: Post,
+    integration: Integration,
+    message: str,
+    *,
+    context: dict[str, Any] | None = None,
+) -> None:
+    """Put a post in ERROR with ``message``: ``errors`` row, notification, ``post.failed``; the
+    thread's later parts fail with it; a recurring post still gets its next occurrence."""
+    post.state = State.ERROR
+    post.error = message
+    session.add(
+        Errors(
+            organization_id=post.organization_id,
+            post_id=post.id,
+            integration_id=integration.id,
+            error=message,
+            context=context or {"postId": post.id, "group": post.group},
+        )
+    )
+    await session.flush()
+    await notify(
+        session,
+        post.organization_id,
+        f"A post to {integration.name} failed: {message}",
+        link=f"/posts/{post.group}",
+    )
+    await emit_post_event(session, "post.failed", post, integration)
+    child = (
+        await session.execute(
+            select(Post).where(Post.parent_post_id == post.id, Post.state == State.QUEUE).limit(1)
+        )
+    ).scalar_one_or_none()
+    if child is not None:
+        await fail_post(
+            session,
+            child,
+            integration,
+            "Not published because the previous part of the thread failed",
+            context={"postId": child.id, "group": child.group, "previous": post.id},
+        )
+    if post.parent_post_id is None and post.interval_in_days:
+        await create_next_occurrence(session, post, after=now_utc())
+
+
+async def create_next_occurrence(session: AsyncSession, head: Post, *, after: datetime) -> None:
+    """Copy a recurring post's thread to its next occurrence after ``after`` (QUEUE, job
+    deferred). The occurrence is anchored to the series' first date and wall-clock time in its
+    zone; missed occurrences are skipped, so a worker back from downtime does not burst."""
+    assert head.interval_in_days
+    zone = zone_of(head.timezone)
+    anchor = head.recurring_anchor or head.publish_date
+    when = next_occurrence(anchor, zone, head.interval_in_days, max(after, head.publish_date))
+    group = group_for_occurrence(head.group, when)
+    exists_already = await session.scalar(
+        select(Post.id)
+        .where(Post.group == group, Post.integration_id == head.integration_id)
+        .execution_options(include_deleted=True)
+        .limit(1)
+    )
+    if exists_already:
+        return
+    thread = [head]
+    while True:
+        child = (
+            await session.execute(select(Post).where(Post.parent_post_id == thread[-1].id).limit(1))
+        ).scalar_one_or_none()
+        if child is None:
+            break
+        thread.append(child)
+    tag_ids = list(
+        (await session.execute(select(TagsPosts.tag_id).where(TagsPosts.post_id == head.id)))
+        .scalars()
+        .all()
+    )
+    copies: list[Post] = []
+    moment = when
+    for j, part in enumerate(thread):
+        if j:
+            moment = moment + timedelta(minutes=part.delay)
+        copies.append(
+            Post(
+                id=new_cuid(),
+                organization_id=part.organization_id,
+                integration_id=part.integration_id,
+                group=group,
+                content=part.content,
+                title=part.title,
+                description=part.description,
+                image=list(part.image or []),
+                settings=dict(part.settings or {}),
+                publish_date=moment,
+                state=State.QUEUE,
+                parent_post_id=copies[-1].id if copies else None,
+                delay=part.delay,
+                interval_in_days=head.interval_in_days if j == 0 else None,
+                timezone=head.timezone if j == 0 else None,
+                recurring_anchor=anchor if j == 0 else None,
+                creation_method=part.creation_method,
+            )
+        )
+    session.add_all(copies)
+    await session.flush()
+    session.add_all(TagsPosts(post_id=copies[0].id, tag_id=tag_id) for tag_id in tag_ids)
+    await session.flush()
+    await schedule_publish(session, copies[0].id, copies[0].publish_date)
+    logger.info("recurring post %s: next occurrence %s at %s", head.id, copies[0].id, when)
+
+
+# ---------------------------------------------------------------------------------------------
+# Talking to the platform
+# ---------------------------------------------------------------------------------------------
+
+
+class Publisher:
+    """One worker's publishing loop (see module docstring)."""
+
+    def __init__(
+        self,
+        worker: str,
+        *,
+        concurrency: int | None = None,
+        provider_concurrency: int | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        settings = get_settings()
+        self.worker = worker
+        self.concurrency = max(1, concurrency or settings.publish_concurrency)
+        self.provider_concurrency = max(
+            1, provider_concurrency or settings.publish_provider_concurrency
+        )
+        self._http = http
+        self._own_http = http is None
+        self.chains: dict[str, asyncio.Task[None]] = {}
+        self.paused: dict[str, float] = {}
+        self.slots: dict[str, asyncio.Semaphore] = {}
+        self.wake = asyncio.Event()
+        self.running = False
+        self.claimed: dict[str, asyncio.Event] = {}
+        self._chain_done = asyncio.Event()
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None or self._http.is_closed:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(60.0, connect=10.0),
+                follow_redirects=False,
+                limits=httpx.Limits(
+                    max_connections=self.concurrency + 20,
+                    max_keepalive_connections=self.concurrency + 20,
+                ),
+                headers={"User-Agent": "Tidings/0.1 (+https://github.com/tidings)"},
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        """Close the outbound client this publisher created."""
+        if self._own_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # ---- the drain ------------------------------------------------------------------------
+
+    async def handle(self, post_id: str) -> None:
+        """Called by a publish job whose post is due: run the drain, or hand over to it."""
+        if self.running:
+            waiter = self.claimed.setdefault(post_id, asyncio.Event())
+            self.wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), HANDOVER_WAIT)
+            self.claimed.pop(post_id, None)
+            return
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Publish until nothing is ready and nothing is due within :data:`LINGER`."""
+        if self.running:
+            return
+        self.running = True
+        try:
+            await self._drain()
+        finally:
+            self.running = False
+            for waiter in self.claimed.values():
+                waiter.set()
+            self.claimed.clear()
+
+    async def _drain(self) -> None:
+        database = get_database()
+        while True:
+            self.wake.clear()
+            self._chain_done.clear()
+            free = self.concurrency - len(self.chains)
+            found: list[str] = []
+            if free > 0:
+                now = time.monotonic()
+                self.paused = {c: t for c, t in self.paused.items() if t > now}
+                exclude = list(self.chains) + list(self.paused)
+                async with database.session() as session:
+                    found = list(
+                        (
+                            await session.execute(_READY_CHANNELS, {"exclude": exclude, "n": free})
+                        ).scalars()
+                    )
+                for channel_id in found:
+                    self.chains[channel_id] = asyncio.create_task(
+                        self._chain(channel_id), name=f"publish chain {channel_id}"
+                    )
+            timeout = POLL
+            if not self.chains and not found:
+                async with database.session() as session:
+                    next_due = await session.scalar(_NEXT_DUE)
+                wait = (as_utc(next_due) - now_utc()).total_seconds() if next_due else None
+                now = time.monotonic()
+                paused_soon = any(until - now < LINGER for until in self.paused.values())
+                if wait is None or wait > LINGER:
+                    if not paused_soon:
+                        return
+                else:
+                    timeout = max(0.005, min(wait, POLL))
+            waits = [
+                asyncio.ensure_future(self.wake.wait()),
+                asyncio.ensure_future(self._chain_done.wait()),
+            ]
+            try:
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                for chain in list(self.chains.values()):
+                    chain.cancel()
+                raise
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+
+    async def _chain(self, channel_id: str) -> None:
+        database = get_database()
+        prefer: str | None = None
+        try:
+            while True:
+                async with database.session() as session:
+                    claim = await claim_next(session, channel_id, self.worker, prefer=prefer)
+                if claim is None:
+                    # Empty, or busy on another worker: do not look at it again at once.
+                    self.paused[channel_id] = time.monotonic() + BUSY_BACKOFF
+                    return
+                waiter = self.claimed.pop(claim.post.id, None)
+                if waiter is not None:
+                    waiter.set()
+                outcome = await self.publish(claim)
+                prefer = await self.finish(claim, outcome)
+                if outcome.kind == "retry" and outcome.retry_after:
+                    # The platform asked us to slow down: leave this channel alone meanwhile.
+                    self.paused[channel_id] = time.monotonic() + min(
+                        outcome.retry_after, RETRY_AFTER_CAP
+                    )
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug or a lost database: the attempt stays in flight and the reconciler
+            # resolves it; the drain carries on with other channels.
+            logger.exception("publish chain of channel %s failed", channel_id)
+        finally:
+            self.chains.pop(channel_id, None)
+            self._chain_done.set()
+
+    async def finish(self, claim: Claim, outcome: Outcome) -> str | None:
+        """Store an outcome in its own transaction; returns the part to publish next."""
+        async with get_database().session() as session:
+            session.add(claim.post)
+            session.add(claim.integration)
+            return await _record(session, claim, outcome)
+
+    # ---- one post -------------------------------------------------------------------------
+
+    def _slot(self, identifier: str) -> asyncio.Semaphore:
+        slot = self.slots.get(identifier)
+        if slot is None:
+            slot = self.slots[identifier] = asyncio.Semaphore(self.provider_concurrency)
+        return slot
+
+    async def publish(self, claim: Claim) -> Outcome:
+        """Send one claimed post and classify what happened (never raises, except cancel)."""
+        post, integration = claim.post, claim.integration
+        problem = channel_problem(integration)
+        if problem:
+            return Outcome(kind="error", message=problem, error_class="channel")
+        if post.deleted_at is not None:
+            return Outcome(kind="error", message="The post was deleted", error_class="deleted")
+        try:
+            provider = provider_for(integration, self.http)
+        except LookupError as exc:
+            return Outcome(kind="error", message=str(exc), error_class="provider")
+        parent_result: PublishResult | None = None
+        if post.parent_post_id is not None:
+            parent = claim.parent
+            if parent is None or parent.state != State.PUBLISHED or not parent.release_id:
+                return Outcome(
+                    kind="error",
+                    message="The previous part of the thread was not published",
+                    error_class="thread",
+                )
+            if not provider.supports_replies:
+                return Outcome(
+                    kind="error",
+                    message=f"{provider.display_name} does not publish replies; only the first "
+                    "part of the thread was published",
+                    error_class="replies",
+                )
+            parent_result = PublishResult(id=parent.release_id, url=parent.release_url)
+        try:
+            settings = provider.parse_settings(post.settings)
+            part = PostPart(
+                content=_content_with_links(claim),
+                media=media_items(post.image or [], claim.media_rows, client=self.http),
+                idempotency_key=post.id,
+            )
+        except ValueError as exc:
+            return Outcome(kind="error", message=str(exc), error_class="settings")
+        except BadBodyError as exc:
+            return Outcome.from_error("error", exc)
+        return await self._send(claim, provider, part, settings, parent_result)
+
+    async def _send(
+        self,
+        claim: Claim,
+        provider: Provider[Any],
+        part: PostPart,
+        settings: Any,
+        parent: PublishResult | None,
+    ) -> Outcome:
+        credentials = credentials_of(claim.integration)
+        refreshed = False
+        while True:
+            try:
+                async with self._slot(provider.identifier):
+                    if parent is not None:
+                        result = await provider.reply(credentials, parent, part, settings)
+                    else:
+                        result = await provider.publish(credentials, part, settings)
+                return Outcome(kind="published", result=result)
+            except RefreshTokenError as exc:
+                if refreshed:
+                    outcome = Outcome.from_error(
+                        "error",
+                        exc,
+                        f"{claim.integration.name} refused the refreshed token; reconnect the "
+                        f"channel ({exc.message})",
+                    )
+                    outcome.disconnect = True
+                    return outcome
+                refreshed = True
+                try:
+                    credentials = await self._refresh(claim)
+                except DisconnectedError as gone:
+                    return Outcome.from_error(
+                        "error",
+                        gone,
+                        f"The channel {claim.integration.name} lost its authorization; "
+                        f"reconnect it ({gone.message})",
+                    )
+                except RetryableError as flaky:
+                    return Outcome.from_error("retry", flaky)
+                except ProviderError as other:
+                    return Outcome.from_error("error", other)
+            except DisconnectedError as exc:
+                outcome = Outcome.from_error(
+                    "error",
+                    exc,
+                    f"The channel {claim.integration.name} lost its authorization; "
+                    f"reconnect it ({exc.message})",
+                )
+                outcome.disconnect = True
+                return outcome
+            except BadBodyError as exc:
+                return Outcome.from_error("error", exc)
+            except RetryableError as exc:
+                return Outcome.from_error("retry", exc)
+            except UnknownOutcomeError as exc:
+                return await self.resolve_unknown(claim, provider, part, settings, parent, exc)
+            except ProviderError as exc:
+                return Outcome.from_error("error", exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Not a classified failure: the request may have left, so never resend blindly.
+                logger.exception("unexpected failure publishing post %s", claim.post.id)
+                return Outcome(
+                    kind="error",
+                    message="Publishing failed unexpectedly "
+                    f"({type(exc).__name__}); it may have been published -- check "
+                    f"{claim.integration.name} before publishing it again",
+                    error_class="unexpected",
+                )
+
+    async def _refresh(self, claim: Claim) -> Any:
+        # Its own transaction: a refused refresh keeps the channel's refresh_needed mark even
+        # though this post's outcome is written separately.
+        credentials = await refresh_in_own_transaction(claim.integration.id, http=self.http)
+        async with get_database().session() as session:
+            fresh = await session.get(
+                Integration,
+                claim.integration.id,
+                populate_existing=True,
+                execution_options={"include_deleted": True},
+            )
+            if fresh is not None:
+                claim.integration = fresh
+        return credentials
+
+    async def resolve_unknown(
+        self,
+        claim: Claim,
+        provider: Provider[Any],
+        part: PostPart,
+        settings: Any,
+        parent: PublishResult | None,
+        exc: ProviderError,
+    ) -> Outcome:
+        """Decide what a lost answer means: found on the platform -> published; provably absent
+        or deduplicated by the platform -> retry; otherwise ERROR with a notice."""
+        if provider.can_check_published:
+            try:
+                found = await provider.find_published(
+                    credentials_of(claim.integration),
+                    part,
+                    settings,
+                    parent=parent,
+                    since=claim.started_at - timedelta(seconds=5),
+                )
+            except ProviderError as check_failed:
+                logger.info(
+                    "post %s: could not check the platform: %s", claim.post.id, check_failed
+                )
+            else:
+                if found is not None:
+                    return Outcome(kind="published", result=found, error_class=exc.kind)
+                outcome = Outcome.from_error("retry", exc)
+                outcome.was_unknown = True
+                return outcome
+        if resend_is_safe(provider):
+            outcome = Outcome.from_error("retry", exc)
+            outcome.was_unknown = True
+            return outcome
+        return Outcome.from_error(
+            "unknown",
+            exc,
+            f"{exc.message}. The post may have been published on {claim.integration.name}; "
+            "check the channel before publishing it again",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------
+
+_publishers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Publisher]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def publisher_for(worker: str) -> Publisher:
+    """The publisher of ``worker`` on the running event loop (created on first use)."""
+    loop = asyncio.get_running_loop()
+    by_worker = _publishers.setdefault(loop, {})
+    publisher = by_worker.get(worker)
+    if publisher is None:
+        publisher = by_worker[worker] = Publisher(worker)
+    return publisher
+
+
+async def close_publishers() -> None:
+    """Close the outbound clients of this loop's publishers (tests, shutdown)."""
+    loop = asyncio.get_running_loop()
+    for publisher in _publishers.pop(loop, {}).values():
+        await publisher.aclose()
+
+
+async def on_publish_job(post_id: str, at: int, *, worker: str) -> None:
+    """Body of the ``posts.publish`` job: act only if the post is still QUEUE at date ``at``."""
+    async with get_database().session() as session:
+        row = (
+            await session.execute(
+                select(Post.state, Post.publish_date, Post.deleted_at)
+                .where(Post.id == post_id)
+                .execution_options(include_deleted=True)
+            )
+        ).first()
+    if row is None or row.deleted_at is not None or row.state != State.QUEUE:
+        logger.debug("publish job for post %s: nothing to do", post_id)
+        return
+    if epoch_us(row.publish_date) != at:
+        logger.debug("publish job for post %s: rescheduled, nothing to do", post_id)
+        return
+    await publisher_for(worker).handle(post_id)
+
+
+async def publish_due(worker: str | None = None) -> None:
+    """Run one drain now (scripts and tests; the worker does this from publish jobs)."""
+    await publisher_for(worker or process_worker_name()).drain()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconciler
+# ---------------------------------------------------------------------------------------------
+
+_ORPHANS = text(
+    """
+    SELECT a.id, a.post_id, a.attempt, a.started_at FROM post_attempt a
+    WHERE a.outcome IS NULL AND a.started_at < now() - make_interval(secs => :grace)
+      AND NOT (
+        a.worker LIKE 'pw:%' AND EXISTS (
+          SELECT 1 FROM procrastinate_workers w
+          WHERE w.id::text = substr(a.worker, 4)
+            AND w.last_heartbeat > now() - make_interval(secs => :stalled)))
+      AND NOT (a.worker NOT LIKE 'pw:%'
+               AND a.started_at > now() - make_interval(secs => :hard))
+    ORDER BY a.started_at
+    LIMIT 200
+    FOR UPDATE OF a SKIP LOCKED
+    """
+)
+_WITHOUT_JOB = text(
+    """
+    SELECT p.id, p.publish_date FROM post p
+    WHERE __READY__
+      AND p.publish_date < now() - make_interval(secs => :grace)
+      AND NOT EXISTS (
+        SELECT 1 FROM procrastinate_jobs j
+        WHERE j.queueing_lock = 'publish:' || p.id || ':'
+              || (extract(epoch FROM p.publish_date) * 1000000)::bigint::text
+          AND (j.status = 'todo' OR (j.status = 'doing' AND EXISTS (
+                SELECT 1 FROM procrastinate_workers w WHERE w.id = j.worker_id
+                AND w.last_heartbeat > now() - make_interval(secs => :stalled)))))
+    ORDER BY p.publish_date
+    LIMIT 1000
+    """.replace("__READY__", _READY)
+)
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconciler pass did."""
+
+    orphans: list[str] = field(default_factory=list)
+    redeferred: list[str] = field(default_factory=list)
+
+
+async def reconcile(
+    *,
+    orphan_grace: float = 30.0,
+    stalled_after: float = 60.0,
+    hard_timeout: float = 30 * 60.0,
+    due_grace: float = 120.0,
+    http: httpx.AsyncClient | None = None,
+) -> ReconcileReport:
+    """Resolve attempts left in flight by stopped workers; give due posts without a job a new
+    one. Safe to run on several workers at once (rows are locked ``SKIP LOCKED``)."""
+    report = ReconcileReport()
+    database = get_database()
+    publisher = Publisher(process_worker_name(), http=http)
+    try:
+        async with database.session() as session:
+            orphans = (
+                await session.execute(
+                    _ORPHANS,
+                    {"grace": orphan_grace, "stalled": stalled_after, "hard": hard_timeout},
+                )
+            ).all()
+            for attempt_id, post_id, attempt, started_at in orphans:
+                claim = await _load_claim(session, post_id, attempt_id, attempt, started_at)
+                outcome = await _orphan_outcome(publisher, claim)
+                await _record(session, claim, outcome)
+                report.orphans.append(post_id)
+        async with database.session() as session:
+            rows = (
+                await session.execute(_WITHOUT_JOB, {"grace": due_grace, "stalled": stalled_after})
+            ).all()
+            for post_id, publish_date in rows:
+                await schedule_publish(session, post_id, publish_date, run_at=now_utc())
+                report.redeferred.append(post_id)
+    finally:
+        await publisher.aclose()
+    if report.orphans or report.redeferred:
+        logger.warning(
+            "reconciler: %d interrupted publishes resolved, %d due posts re-queued",
+            len(report.orphans),
+            len(report.redeferred),
+        )
+    return report
+
+
+async def _orphan_outcome(publisher: Publisher, claim: Claim) -> Outcome:
+    """An attempt whose worker stopped mid-publish is an unknown outcome."""
+    lost = UnknownOutcomeError(
+        "The worker publishing this post stopped before the platform's answer was recorded"
+    )
+    post, integration = claim.post, claim.integration
+    if post.state != State.QUEUE or post.deleted_at is not None:
+        return Outcome(kind="error", message=lost.message, error_class=lost.kind)
+    try:
+        provider = provider_for(integration, publisher.http)
+        settings = provider.parse_settings(post.settings)
+        part = PostPart(
+            content=_content_with_links(claim),
+            media=media_items(post.image or [], claim.media_rows),
+            idempotency_key=post.id,
+        )
+    except (LookupError, ValueError, ProviderError):
+        return Outcome.from_error(
+            "unknown",
+            lost,
+            f"{lost.message}. The post may have been published on {integration.name}; "
+            "check the channel before publishing it again",
+        )
+    parent = None
+    if claim.parent is not None and claim.parent.release_id:
+        parent = PublishResult(id=claim.parent.release_id, url=claim.parent.release_url)
+    return await publisher.resolve_unknown(claim, provider, part, settings, parent, lost)
