@@ -4,6 +4,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from tidings.channels.providers import (
     PostPart,
     ProviderConfig,
     ProviderError,
+    PublishResult,
     RefreshTokenError,
     RetryableError,
     UnknownOutcomeError,
@@ -362,6 +364,51 @@ async def test_hang_is_unknown_outcome(
         await provider.publish(creds, PostPart(content="maybe"), DEFAULT)
     assert time.monotonic() - started < 3
     assert discord.last("POST", MESSAGES).json["content"] == "maybe"
+
+
+async def test_find_published_after_a_lost_answer(
+    provider: DiscordProvider, discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    creds = await connect(provider, discord, http)
+    since = datetime.now(UTC)
+    # Look-alikes: a human's message, an old bot message, a reply to something else.
+    discord.add_message(GENERAL, "the news", bot=False)
+    discord.add_message(GENERAL, "the news", bot=True, timestamp="2020-01-01T00:00:00+00:00")
+    discord.hang("POST", MESSAGES, process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.publish(creds, PostPart(content="the news"), DEFAULT)
+    sent = next(
+        m
+        for m in discord.messages.values()
+        if m["author"]["bot"] and m["content"] == "the news" and m["timestamp"] > "2021"
+    )
+    found = await provider.find_published(
+        creds, PostPart(content="the news"), DEFAULT, parent=None, since=since
+    )
+    listing = discord.last("GET", MESSAGES)
+    assert listing.path == f"{API}/channels/{GENERAL}/messages"
+    assert listing.auth == f"Bot {BOT_TOKEN}" and listing.query == {"limit": "50"}
+    assert found is not None and found.id == sent["id"]
+    assert found.url == discord.url(f"/channels/{GUILD_ID}/{GENERAL}/{sent['id']}")
+    # A reply is found under its parent only; an unsent part is not found at all.
+    parent = PublishResult(id=sent["id"], data={"channel_id": GENERAL})
+    assert (
+        await provider.find_published(
+            creds, PostPart(content="the news"), DEFAULT, parent=parent, since=since
+        )
+        is None
+    )
+    reply_id = discord.add_message(GENERAL, "more", bot=True, reference=sent["id"])
+    found_reply = await provider.find_published(
+        creds, PostPart(content="more"), DEFAULT, parent=parent, since=since
+    )
+    assert found_reply is not None and found_reply.id == reply_id
+    assert (
+        await provider.find_published(
+            creds, PostPart(content="never sent"), DEFAULT, parent=None, since=since
+        )
+        is None
+    )
 
 
 # ---- validation -----------------------------------------------------------------------------

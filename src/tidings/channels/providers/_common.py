@@ -9,6 +9,7 @@ import hashlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -111,3 +112,30 @@ async def poll(
         if time.monotonic() + interval > deadline:
             raise RetryableError(f"{what} is still being processed; try again later")
         await asyncio.sleep(interval)
+
+
+# Platforms' clocks and ours differ a little: a post found slightly "before" the attempt started
+# is still the one that attempt made.
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A platform timestamp (ISO 8601 with ``Z`` / ``+0000`` / offset, or Unix seconds)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(float(value), UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    if len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit():
+        text = f"{text[:-2]}:{text[-2:]}"  # +0000 -> +00:00
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def recent(value: Any, since: datetime) -> bool:
+    """Whether a platform timestamp is at or after ``since`` (allowing for clock skew)."""
+    when = parse_time(value)
+    return when is not None and when >= since - CLOCK_SKEW

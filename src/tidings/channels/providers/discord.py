@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field
 from tidings.channels.providers._common import (
     extra_setting,
     media_filename,
+    recent,
     short_key,
     tokens_of,
     total_media_violations,
@@ -123,6 +125,7 @@ class DiscordProvider(Provider[DiscordSettings]):
         max_images=MAX_ATTACHMENTS, max_videos=MAX_ATTACHMENTS, allow_mixed=True
     )
     settings_model = DiscordSettings
+    can_check_published = True
     default_urls = {
         "api": "https://discord.com/api/v10",
         "web": "https://discord.com",
@@ -422,3 +425,45 @@ class DiscordProvider(Provider[DiscordSettings]):
         """Send a message replying to ``parent`` in its channel."""
         channel = str(parent.data.get("channel_id") or self._channel(credentials, settings))
         return await self._send(credentials, channel, part, parent.id)
+
+    async def find_published(
+        self,
+        credentials: ChannelCredentials,
+        part: PostPart,
+        settings: DiscordSettings,
+        *,
+        parent: PublishResult | None,
+        since: datetime,
+    ) -> PublishResult | None:
+        """Look for the part among the channel's latest messages sent by a bot since
+        ``since``: same text, same number of attachments, replying to the same parent."""
+        channel = str(
+            (parent.data.get("channel_id") if parent else None)
+            or self._channel(credentials, settings)
+        )
+        response = await self.request(
+            "GET",
+            f"{self.config.url('api')}/channels/{channel}/messages",
+            params={"limit": "50"},
+            headers=self._bot_auth(),
+        )
+        guild_id = self._guild_id(credentials)
+        for message in json_body(response) or []:
+            if not recent(message.get("timestamp"), since):
+                continue
+            if not (message.get("author") or {}).get("bot"):
+                continue
+            reference = (message.get("message_reference") or {}).get("message_id")
+            if reference != (parent.id if parent else None):
+                continue
+            if message.get("content") != part.content:
+                continue
+            if len(message.get("attachments") or []) != len(part.media):
+                continue
+            message_id = str(message["id"])
+            return PublishResult(
+                id=message_id,
+                url=f"{self.config.url('web')}/channels/{guild_id}/{channel}/{message_id}",
+                data={"channel_id": channel},
+            )
+        return None

@@ -100,7 +100,13 @@ class TelegramProvider(Provider[TelegramSettings]):
     )
     supports_refresh = False
     default_max_length = 4096
-    media_rules = MediaRules(max_images=MAX_MEDIA, max_videos=MAX_MEDIA, allow_mixed=True)
+    media_rules = MediaRules(
+        max_images=MAX_MEDIA,
+        max_videos=MAX_MEDIA,
+        allow_mixed=True,
+        max_image_bytes=PHOTO_MAX_BYTES,
+        max_video_bytes=FILE_MAX_BYTES,
+    )
     settings_model = TelegramSettings
     default_urls = {"api": "https://api.telegram.org", "web": "https://t.me"}
 
@@ -117,18 +123,6 @@ class TelegramProvider(Provider[TelegramSettings]):
     ) -> list[RuleViolation]:
         violations = super().validate(parts, settings, credentials)
         violations.extend(total_media_violations(parts, MAX_MEDIA, self.display_name))
-        for index, part in enumerate(parts):
-            for item in part.media:
-                limit = PHOTO_MAX_BYTES if item.type == "image" else FILE_MAX_BYTES
-                if item.size is not None and item.size > limit:
-                    violations.append(
-                        RuleViolation(
-                            code="media_too_large",
-                            message=f"Telegram bots can send {item.type}s of at most "
-                            f"{limit // (1024 * 1024)} MB",
-                            part_index=index,
-                        )
-                    )
         return violations
 
     # ---- errors -------------------------------------------------------------------------

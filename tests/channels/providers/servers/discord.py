@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -47,6 +48,7 @@ class FakeDiscord(FakePlatform):
         self.add("GET", f"{API}/guilds/{{guild}}", self.guild)
         self.add("GET", f"{API}/guilds/{{guild}}/channels", self.channels)
         self.add("POST", f"{API}/channels/{{channel}}/messages", self.create_message)
+        self.add("GET", f"{API}/channels/{{channel}}/messages", self.list_messages)
 
     # ---- OAuth ----------------------------------------------------------------------------
 
@@ -145,6 +147,7 @@ class FakeDiscord(FakePlatform):
             "channel_id": channel,
             "content": content,
             "author": {"id": "bot", "bot": True},
+            "timestamp": datetime.now(UTC).isoformat(),
             "message_reference": reference,
             "attachments": [
                 {
@@ -161,3 +164,35 @@ class FakeDiscord(FakePlatform):
         if nonce:
             self.nonces[(channel, nonce)] = message_id
         return JSONResponse(message)
+
+    async def list_messages(self, request: RecordedRequest) -> Response:
+        refused = self._bot(request, GUILD_ID)
+        if refused:
+            return refused
+        channel = request.path_params["channel"]
+        limit = int(request.query.get("limit") or 50)
+        found = [m for m in self.messages.values() if m["channel_id"] == channel]
+        return JSONResponse(list(reversed(found))[:limit])  # newest first
+
+    def add_message(
+        self,
+        channel: str,
+        content: str,
+        *,
+        bot: bool,
+        reference: str | None = None,
+        timestamp: str | None = None,
+    ) -> str:
+        """A message someone else (or the bot, earlier) posted."""
+        self._next += 1
+        message_id = str(self._next)
+        self.messages[message_id] = {
+            "id": message_id,
+            "channel_id": channel,
+            "content": content,
+            "author": {"id": "bot" if bot else "human", "bot": bot},
+            "timestamp": timestamp or datetime.now(UTC).isoformat(),
+            "message_reference": {"message_id": reference} if reference else None,
+            "attachments": [],
+        }
+        return message_id
