@@ -98,6 +98,9 @@ HANDOVER_WAIT = 15.0
 IDEMPOTENT_PROVIDERS = frozenset({"mastodon"})
 #: A channel whose claim found it busy elsewhere is not retried by this drain for this long.
 BUSY_BACKOFF = 0.05
+#: Timeouts of the publisher's outbound requests (a read timeout after a write is an unknown
+#: outcome, so it is generous).
+HTTP_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 
 def now_utc() -> datetime:
@@ -560,7 +563,7 @@ class Publisher:
     def http(self) -> httpx.AsyncClient:
         if self._http is None or self._http.is_closed:
             self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(60.0, connect=10.0),
+                timeout=HTTP_TIMEOUT,
                 follow_redirects=False,
                 limits=httpx.Limits(
                     max_connections=self.concurrency + 20,
@@ -596,6 +599,12 @@ class Publisher:
         self.running = True
         try:
             await self._drain()
+        except asyncio.CancelledError:
+            # The worker is stopping: in-flight publishes stop too; their attempts stay open
+            # and the reconciler resolves them as unknown outcomes.
+            for chain in list(self.chains.values()):
+                chain.cancel()
+            raise
         finally:
             self.running = False
             for waiter in self.claimed.values():
@@ -641,10 +650,6 @@ class Publisher:
             ]
             try:
                 await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:
-                for chain in list(self.chains.values()):
-                    chain.cancel()
-                raise
             finally:
                 for waiter in waits:
                     waiter.cancel()
