@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -78,8 +79,8 @@ async def test_connect_picks_a_channel(
     assert where == slack.url("/oauth/v2/authorize")
     assert query == {
         "client_id": "slack-app",
-        "scope": "channels:read,groups:read,channels:join,chat:write,chat:write.public,"
-        "files:write,files:read,team:read",
+        "scope": "channels:read,groups:read,channels:history,groups:history,channels:join,"
+        "chat:write,chat:write.public,files:write,files:read,team:read",
         "redirect_uri": REDIRECT,
         "state": "st4te",
     }
@@ -366,6 +367,50 @@ async def test_upload_hang_is_retryable_but_share_hang_is_unknown(
     slack.hang("POST", "/api/files.completeUploadExternal")
     with pytest.raises(UnknownOutcomeError):
         await provider.publish(creds, PostPart(content="x", media=[image()]), DEFAULT)
+
+
+async def test_find_published_after_a_lost_answer(
+    provider: SlackProvider, slack: FakeSlack, http: httpx.AsyncClient
+) -> None:
+    creds = await connect(provider, slack, http)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    slack.add_message(GENERAL, "a < b & c", user="U0ALICE")  # a person wrote the same
+    slack.hang("POST", POST, process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.publish(creds, PostPart(content="a < b & c"), DEFAULT)
+    sent = max(ts for (c, ts), m in slack.messages.items() if m["user"] == "U0BOT")
+    found = await provider.find_published(
+        creds, PostPart(content="a < b & c"), DEFAULT, parent=None, since=since
+    )
+    history = slack.last("GET", "/api/conversations.history")
+    assert history.auth == f"Bearer {creds.access_token}"
+    assert history.query["channel"] == GENERAL and history.query["limit"] == "100"
+    assert float(history.query["oldest"]) == pytest.approx(
+        (since - timedelta(minutes=2)).timestamp(), abs=1e-3
+    )
+    assert found is not None and found.id == sent
+    assert found.data == {"channel_id": GENERAL, "thread_ts": sent}
+    assert (
+        await provider.find_published(
+            creds, PostPart(content="other"), DEFAULT, parent=None, since=since
+        )
+        is None
+    )
+    # Replies are looked for in the parent's thread.
+    slack.hang("POST", POST, process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.reply(creds, found, PostPart(content="in thread"), DEFAULT)
+    reply = await provider.find_published(
+        creds, PostPart(content="in thread"), DEFAULT, parent=found, since=since
+    )
+    assert slack.last("GET", "/api/conversations.replies").query["ts"] == sent
+    assert reply is not None and slack.messages[(GENERAL, reply.id)]["thread_ts"] == sent
+    assert (
+        await provider.find_published(
+            creds, PostPart(content="in thread"), DEFAULT, parent=None, since=since
+        )
+        is None
+    )
 
 
 # ---- validation -----------------------------------------------------------------------------

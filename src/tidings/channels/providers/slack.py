@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
 from pydantic import Field
 
 from tidings.channels.providers._common import (
+    CLOCK_SKEW,
     media_filename,
     poll,
     tokens_of,
@@ -106,6 +108,8 @@ class SlackProvider(Provider[SlackSettings]):
     scopes = (
         "channels:read",
         "groups:read",
+        "channels:history",
+        "groups:history",
         "channels:join",
         "chat:write",
         "chat:write.public",
@@ -116,6 +120,7 @@ class SlackProvider(Provider[SlackSettings]):
     default_max_length = 400000
     media_rules = MediaRules(max_images=10, max_videos=10, allow_mixed=True)
     settings_model = SlackSettings
+    can_check_published = True
     default_urls = {"api": "https://slack.com/api", "web": "https://slack.com"}
     # The share of uploaded files is asynchronous: files.info shows the message after a moment.
     share_poll_interval = 0.5
@@ -459,3 +464,61 @@ class SlackProvider(Provider[SlackSettings]):
         if not TS.match(str(thread)):
             thread = None  # a post known only by its file id: follow it in the channel
         return await self._send(credentials, channel, part, settings, thread)
+
+    async def find_published(
+        self,
+        credentials: ChannelCredentials,
+        part: PostPart,
+        settings: SlackSettings,
+        *,
+        parent: PublishResult | None,
+        since: datetime,
+    ) -> PublishResult | None:
+        """Look for the part among the app's messages since ``since``: in the channel's
+        history, or in the parent's thread for a reply."""
+        token = credentials.access_token
+        channel = str(
+            (parent.data.get("channel_id") if parent else None)
+            or self._channel(credentials, settings)
+        )
+        oldest = f"{(since - CLOCK_SKEW).timestamp():.6f}"
+        thread: str | None = None
+        if parent is not None:
+            thread = str(parent.data.get("thread_ts") or parent.id)
+            if not TS.match(thread):
+                raise ProviderError("Slack cannot tell which thread the reply went to")
+            data = await self._get(
+                token,
+                "conversations.replies",
+                {"channel": channel, "ts": thread, "oldest": oldest, "limit": "100"},
+            )
+        else:
+            data = await self._get(
+                token,
+                "conversations.history",
+                {"channel": channel, "oldest": oldest, "limit": "100"},
+            )
+        bot_user = credentials.additional_settings.get("bot_user_id")
+        for message in data.get("messages") or []:
+            ts = str(message.get("ts") or "")
+            if not ts or ts == thread or float(ts) < float(oldest):
+                continue
+            if bot_user and message.get("user") != bot_user:
+                continue
+            if (message.get("thread_ts") if thread else None) not in (thread, None):
+                continue
+            if _unescape(str(message.get("text") or "")) != part.content:
+                continue
+            if len(message.get("files") or []) != len(part.media):
+                continue
+            return PublishResult(
+                id=ts,
+                url=await self._permalink(token, channel, ts),
+                data={"channel_id": channel, "thread_ts": thread or ts},
+            )
+        return None
+
+
+def _unescape(text: str) -> str:
+    """Slack escapes &, < and > in message text."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

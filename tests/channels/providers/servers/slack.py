@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -42,7 +43,7 @@ class FakeSlack(FakePlatform):
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.files: dict[str, dict[str, Any]] = {}
         self.inactive = False
-        self._ts = 1_700_000_000
+        self._ts = 0
         super().__init__()
 
     def rotation(self, on: bool = True) -> None:
@@ -62,6 +63,8 @@ class FakeSlack(FakePlatform):
         self.add("POST", "/upload/v1/{file}", self.upload)
         self.add("POST", "/api/files.completeUploadExternal", self.complete_upload)
         self.add("GET", "/api/files.info", self.files_info)
+        self.add("GET", "/api/conversations.history", self.history)
+        self.add("GET", "/api/conversations.replies", self.replies)
 
     # ---- OAuth ----------------------------------------------------------------------------
 
@@ -171,7 +174,12 @@ class FakeSlack(FakePlatform):
     # ---- writes --------------------------------------------------------------------------
 
     def _new_message(
-        self, channel: str, text: str, thread_ts: str | None, files: list[str]
+        self,
+        channel: str,
+        text: str,
+        thread_ts: str | None,
+        files: list[str],
+        user: str = "U0BOT",
     ) -> dict[str, Any] | Response:
         if channel not in {c["id"] for c in CHANNELS}:
             return fail("channel_not_found")
@@ -187,9 +195,16 @@ class FakeSlack(FakePlatform):
                 return fail("thread_not_found")
             if parent.get("thread_ts") not in (None, thread_ts):
                 return fail("cannot_reply_to_message")  # Slack threads are one level deep
-        self._ts += 1
-        ts = f"{self._ts}.000100"
-        message = {"ts": ts, "text": text, "thread_ts": thread_ts, "files": files}
+        # Slack's ts is the message's Unix time with microseconds, unique per channel.
+        self._ts = max(self._ts + 1, int(time.time() * 1_000_000))
+        ts = f"{self._ts // 1_000_000}.{self._ts % 1_000_000:06d}"
+        message = {
+            "ts": ts,
+            "text": text,
+            "thread_ts": thread_ts,
+            "files": files,
+            "user": user,
+        }
         if thread_ts is not None:
             self.messages[(channel, thread_ts)]["thread_ts"] = thread_ts
         self.messages[(channel, ts)] = message
@@ -277,3 +292,49 @@ class FakeSlack(FakePlatform):
         return JSONResponse(
             {"ok": True, "file": {"id": file["id"], "name": file["name"], "shares": shares}}
         )
+
+    # ---- history -------------------------------------------------------------------------
+
+    def _listed(self, message: dict[str, Any]) -> dict[str, Any]:
+        text = message["text"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        out = {"type": "message", "user": message["user"], "text": text, "ts": message["ts"]}
+        if message["thread_ts"]:
+            out["thread_ts"] = message["thread_ts"]
+        if message["files"]:
+            out["files"] = [{"id": f} for f in message["files"]]
+        return out
+
+    async def history(self, request: RecordedRequest) -> Response:
+        refused = self._auth(request)
+        if refused:
+            return refused
+        channel, oldest = request.query.get("channel", ""), float(request.query.get("oldest", 0))
+        found = [
+            self._listed(m)
+            for (c, ts), m in self.messages.items()
+            if c == channel and float(ts) >= oldest and m["thread_ts"] in (None, ts)
+        ]
+        return JSONResponse({"ok": True, "messages": list(reversed(found)), "has_more": False})
+
+    async def replies(self, request: RecordedRequest) -> Response:
+        refused = self._auth(request)
+        if refused:
+            return refused
+        channel, root = request.query.get("channel", ""), request.query.get("ts", "")
+        if (channel, root) not in self.messages:
+            return fail("thread_not_found")
+        oldest = float(request.query.get("oldest", 0))
+        found = [self._listed(self.messages[(channel, root)])] + [
+            self._listed(m)
+            for (c, ts), m in self.messages.items()
+            if c == channel and m["thread_ts"] == root and ts != root and float(ts) >= oldest
+        ]
+        return JSONResponse({"ok": True, "messages": found, "has_more": False})
+
+    def add_message(
+        self, channel: str, text: str, *, user: str, thread_ts: str | None = None
+    ) -> str:
+        """A message posted by someone (``user``) outside of Tidings."""
+        message = self._new_message(channel, text, thread_ts, [], user=user)
+        assert isinstance(message, dict)
+        return str(message["ts"])
