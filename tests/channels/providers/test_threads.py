@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from tidings.channels.providers import (
     MediaItem,
     PostPart,
     ProviderConfig,
+    PublishResult,
     RefreshTokenError,
     RetryableError,
     UnknownOutcomeError,
@@ -352,6 +354,53 @@ async def test_hang_is_unknown_outcome(
     with pytest.raises(UnknownOutcomeError):
         await provider.publish(creds, PostPart(content="maybe"), DEFAULT)
     assert time.monotonic() - started < 3
+
+
+async def test_find_published_after_a_lost_answer(
+    provider: ThreadsProvider, threads: FakeThreads, http: httpx.AsyncClient
+) -> None:
+    creds = await connect(provider, http)
+    since = datetime.now(UTC)
+    threads.hang("POST", PUBLISH, process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.publish(creds, PostPart(content="lost"), DEFAULT)
+    [sent] = list(threads.posts)
+    found = await provider.find_published(
+        creds, PostPart(content="lost"), DEFAULT, parent=None, since=since
+    )
+    listing = threads.last("GET", f"{V}/me/threads")
+    assert listing.query == {
+        "fields": "id,text,timestamp,permalink,username",
+        "since": str(int((since - timedelta(minutes=2)).timestamp())),
+        "limit": "50",
+        "access_token": creds.access_token,
+    }
+    assert found is not None and found.id == sent
+    assert found.url == f"https://www.threads.net/@nelly/post/{sent}"
+    assert (
+        await provider.find_published(
+            creds, PostPart(content="never"), DEFAULT, parent=None, since=since
+        )
+        is None
+    )
+    # Replies: only the account's own reply under the parent counts.
+    threads.add_post("me too", username="someone", reply_to=sent)
+    parent = PublishResult(id=sent)
+    assert (
+        await provider.find_published(
+            creds, PostPart(content="me too"), DEFAULT, parent=parent, since=since
+        )
+        is None
+    )
+    mine = threads.add_post("me too", username="nelly", reply_to=sent)
+    found_reply = await provider.find_published(
+        creds, PostPart(content="me too"), DEFAULT, parent=parent, since=since
+    )
+    assert (
+        threads.last("GET", f"{V}/{sent}/replies").query["fields"]
+        == "id,text,timestamp,permalink,username"
+    )
+    assert found_reply is not None and found_reply.id == mine
 
 
 # ---- validation -------------------------------------------------------------------------------

@@ -10,12 +10,19 @@ A carousel is a container of item containers. Replies are posts with ``reply_to_
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, Field
 
-from tidings.channels.providers._common import poll, total_media_violations, with_query
+from tidings.channels.providers._common import (
+    CLOCK_SKEW,
+    poll,
+    recent,
+    total_media_violations,
+    with_query,
+)
 from tidings.channels.providers._graph import graph_error, with_token
 from tidings.channels.providers.base import (
     AuthorizationRequest,
@@ -57,6 +64,7 @@ class ThreadsProvider(Provider[ThreadsSettings]):
     default_max_length = 500
     media_rules = MediaRules(max_images=MAX_CAROUSEL, max_videos=MAX_CAROUSEL, allow_mixed=True)
     settings_model = ThreadsSettings
+    can_check_published = True
     default_urls = {"graph": "https://graph.threads.net", "web": "https://threads.net"}
     api_version = "v1.0"
     container_poll_interval = 2.0
@@ -267,3 +275,39 @@ class ThreadsProvider(Provider[ThreadsSettings]):
     ) -> PublishResult:
         """Publish ``part`` as a reply to ``parent``."""
         return await self._post_part(credentials, part, settings, parent.id)
+
+    async def find_published(
+        self,
+        credentials: ChannelCredentials,
+        part: PostPart,
+        settings: ThreadsSettings,
+        *,
+        parent: PublishResult | None,
+        since: datetime,
+    ) -> PublishResult | None:
+        """Look for the part among the account's threads since ``since`` (or among the
+        parent's replies written by the account)."""
+        token = credentials.access_token
+        fields = "id,text,timestamp,permalink,username"
+        if parent is None:
+            data = await self._get(
+                "me/threads",
+                token,
+                {
+                    "fields": fields,
+                    "since": int((since - CLOCK_SKEW).timestamp()),
+                    "limit": 50,
+                },
+            )
+        else:
+            data = await self._get(f"{parent.id}/replies", token, {"fields": fields})
+        for post in data.get("data") or []:
+            if not recent(post.get("timestamp"), since):
+                continue
+            if credentials.profile and post.get("username") not in (None, credentials.profile):
+                continue
+            if (post.get("text") or "") != part.content:
+                continue
+            link = post.get("permalink")
+            return PublishResult(id=str(post["id"]), url=str(link) if link else None)
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -43,6 +44,8 @@ class FakeThreads(FakePlatform):
         self.add("GET", f"{V}/me", self.me)
         self.add("POST", f"{V}/me/threads", self.create_container)
         self.add("POST", f"{V}/me/threads_publish", self.publish)
+        self.add("GET", f"{V}/me/threads", self.list_threads)
+        self.add("GET", f"{V}/{{id}}/replies", self.list_replies)
         self.add("GET", f"{V}/{{id}}", self.get_object)
 
     # ---- tokens --------------------------------------------------------------------------
@@ -150,6 +153,8 @@ class FakeThreads(FakePlatform):
             "reply_to_id": container["params"].get("reply_to_id"),
             "media_type": container["params"].get("media_type"),
             "children": [self.containers[c]["params"] for c in container["children"]],
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000"),
+            "username": "nelly",
         }
         return JSONResponse({"id": media_id})
 
@@ -174,3 +179,49 @@ class FakeThreads(FakePlatform):
                 {"id": object_id, "permalink": f"https://www.threads.net/@nelly/post/{object_id}"}
             )
         return graph_error(400, 100, "Unsupported get request.", kind="GraphMethodException")
+
+    def _listed(self, media_id: str) -> dict[str, Any]:
+        post = self.posts[media_id]
+        out = {
+            "id": media_id,
+            "timestamp": post["timestamp"],
+            "username": post["username"],
+            "permalink": f"https://www.threads.net/@{post['username']}/post/{media_id}",
+        }
+        if post.get("text"):
+            out["text"] = post["text"]
+        return out
+
+    async def list_threads(self, request: RecordedRequest) -> Response:
+        record = self.book.check(request)
+        if isinstance(record, Response):
+            return record
+        since = int(request.query.get("since") or 0)
+        found = [
+            self._listed(i)
+            for i, post in self.posts.items()
+            if not post.get("reply_to_id")
+            and datetime.strptime(post["timestamp"], "%Y-%m-%dT%H:%M:%S%z").timestamp() >= since
+        ]
+        return JSONResponse({"data": list(reversed(found))})
+
+    async def list_replies(self, request: RecordedRequest) -> Response:
+        record = self.book.check(request)
+        if isinstance(record, Response):
+            return record
+        parent = request.path_params["id"]
+        found = [self._listed(i) for i, p in self.posts.items() if p.get("reply_to_id") == parent]
+        return JSONResponse({"data": found})
+
+    def add_post(self, text: str, *, username: str, reply_to: str | None = None) -> str:
+        """A post (or reply) someone made outside of Tidings."""
+        media_id = self._id()
+        self.posts[media_id] = {
+            "text": text,
+            "reply_to_id": reply_to,
+            "media_type": "TEXT",
+            "children": [],
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000"),
+            "username": username,
+        }
+        return media_id
