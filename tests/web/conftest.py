@@ -1,0 +1,157 @@
+"""Browser tests: the whole app served by uvicorn on 127.0.0.1 (with its in-process worker, on a
+database of its own), driven by Debian's Chromium through Playwright, in the test's event loop.
+
+Screenshots go to ``artifacts/screenshots/`` (not committed); docs/web.md describes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from tidings.config import get_settings
+from tidings.db import Database
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+#: The zone the browser reports (not UTC, so a wrong conversion shows).
+BROWSER_TIMEZONE = "Asia/Tokyo"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn stopped by an event rather than its polling loop (fast teardown)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.stop = asyncio.Event()
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)
+        await self.stop.wait()
+
+
+@dataclass
+class LiveApp:
+    url: str
+    database: Database
+    app: Any
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    """One headless Chromium for the session."""
+    from playwright.async_api import async_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed at /usr/bin/chromium")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+async def live(
+    fresh_database: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[LiveApp]:
+    """The app with its worker, served on a free port; its public URL is that address so
+    OAuth callbacks and media URLs come back to it."""
+    from tidings.app import create_app
+
+    sock = _free_socket()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("TIDINGS_PUBLIC_URL", url)
+    monkeypatch.setenv("TIDINGS_ALLOW_PRIVATE_URLS", "true")
+    monkeypatch.setenv("TIDINGS_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    app = create_app(
+        database_url=fresh_database.url,
+        database=fresh_database,
+        run_worker=True,
+        worker_concurrency=4,
+    )
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        log_level="warning",
+        lifespan="on",
+        ws="none",
+        timeout_graceful_shutdown=1,
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(1000):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield LiveApp(url=url, database=fresh_database, app=app)
+    finally:
+        server.should_exit = True
+        server.stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=15)
+        sock.close()
+        with contextlib.suppress(Exception):
+            from tidings.channels.service import close_shared_http_clients
+
+            await close_shared_http_clients()
+        get_settings.cache_clear()
+
+
+@pytest.fixture
+async def context(browser: Any, live: LiveApp) -> AsyncIterator[Any]:
+    """A fresh browser profile (no cookies) on the live app, desktop-sized."""
+    ctx = await browser.new_context(
+        base_url=live.url,
+        viewport={"width": 1360, "height": 900},
+        timezone_id=BROWSER_TIMEZONE,
+        locale="en-GB",
+    )
+    ctx.set_default_timeout(10_000)
+    yield ctx
+    await ctx.close()
+
+
+@pytest.fixture
+async def page(context: Any) -> AsyncIterator[Any]:
+    tab = await context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+async def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """Save a screenshot of the page as ``artifacts/screenshots/<name>.png``."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=full_page)
+    return path

@@ -1,0 +1,147 @@
+"""The web app over HTTP (no browser): CSRF, sign-in redirects, pages per organization."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tests.conftest import Tenant
+from tidings.channels.models import Integration
+from tidings.orgs.models import Customer
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', html)
+    assert match, "the page carries no CSRF token"
+    return match.group(1)
+
+
+async def _sign_in_cookie(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    client.cookies.set("tidings_session", tenant.token)
+    client.cookies.set("tidings_org", tenant.org_id)
+
+
+async def test_signed_out_pages_redirect_to_sign_in(client: httpx.AsyncClient) -> None:
+    for path in ("/channels", "/settings/team", "/notifications", "/settings/profile"):
+        response = await client.get(path)
+        assert response.status_code == 303, path
+        assert response.headers["location"] == f"/login?next={path}"
+    assert (await client.get("/")).headers["location"] == "/login"
+    login = await client.get("/login?next=/channels")
+    assert login.status_code == 200
+    assert 'data-success="redirect:/channels"' in login.text
+    # An outside "next" never becomes a redirect target.
+    evil = await client.get("/login?next=//evil.example/x")
+    assert 'data-success="redirect:/"' in evil.text
+    assert "no-store" in login.headers["cache-control"]
+
+
+async def test_csrf_cookie_and_token_guard_cookie_sessions(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    page = await client.get("/login")
+    cookie = next(c for c in page.headers.get_list("set-cookie") if c.startswith("tidings_csrf="))
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    token = _csrf(page.text)
+    assert client.cookies["tidings_csrf"] == token
+    await _sign_in_cookie(client, tenant)
+
+    # The cookie alone is not enough for a state change ...
+    refused = await client.post("/api/notifications/mark-read")
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "error": "csrf_failed",
+        "message": "missing or wrong CSRF token: reload the page and try again",
+        "field": "csrf_token",
+    }
+    wrong = await client.patch("/api/me", json={"name": "Eve"}, headers={"X-CSRF-Token": "x" * 43})
+    assert wrong.status_code == 403
+    # ... the page's token in the header is.
+    ok = await client.patch("/api/me", json={"name": "Ann"}, headers={"X-CSRF-Token": token})
+    assert ok.status_code == 200 and ok.json()["name"] == "Ann"
+    # Reads never need it; Bearer calls neither (not CSRF-prone).
+    assert (await client.get("/api/me")).status_code == 200
+    bearer = await client.post(
+        "/api/notifications/mark-read", headers={"Authorization": f"Bearer {tenant.token}"}
+    )
+    assert bearer.status_code == 200
+
+    # Plain HTML forms carry it as a field.
+    no_field = await client.post("/logout", data={"x": "1"})
+    assert no_field.status_code == 403
+    out = await client.post("/logout", data={"csrf_token": token})
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert (await client.get("/api/me")).status_code == 401
+
+
+async def test_json_only_sign_in_rejects_a_cross_site_form(client: httpx.AsyncClient) -> None:
+    # Sign-in is exempt from the token; it must then refuse what a cross-site form can send.
+    response = await client.post(
+        "/api/auth/login",
+        content=b'{"email": "a@example.com", "password": "whatever1"}',
+        headers={"Content-Type": "text/plain"},
+    )
+    assert response.status_code == 422
+
+
+async def test_pages_render_for_the_callers_organization_only(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, db: AsyncSession
+) -> None:
+    customer = Customer(org_id=other_tenant.org_id, name="Secret Client")
+    db.add(customer)
+    await db.flush()
+    db.add(
+        Integration(
+            organization_id=other_tenant.org_id,
+            internal_id="other-1",
+            name="Other Org Channel",
+            provider_identifier="bluesky",
+            type="social",
+            token="t",
+            customer_id=customer.id,
+        )
+    )
+    db.add(
+        Integration(
+            organization_id=tenant.org_id,
+            internal_id="mine-1",
+            name="My Channel",
+            provider_identifier="bluesky",
+            type="social",
+            token="t",
+            refresh_needed=True,
+        )
+    )
+    await db.flush()
+    await _sign_in_cookie(client, tenant)
+    page = await client.get("/channels")
+    assert page.status_code == 200
+    assert "My Channel" in page.text and "Needs reconnect" in page.text
+    assert "Other Org Channel" not in page.text and "Secret Client" not in page.text
+    for path in (
+        "/settings/profile",
+        "/settings/organization",
+        "/settings/team",
+        "/settings/api-key",
+        "/notifications",
+    ):
+        response = await client.get(path)
+        assert response.status_code == 200, path
+        assert other_tenant.email not in response.text
+    # Naming the other organization in the cookie does not reach into it.
+    client.cookies.set("tidings_org", other_tenant.org_id)
+    bounced = await client.get("/channels")
+    assert bounced.status_code == 303 and bounced.headers["location"] == "/channels"
+    assert 'tidings_org=""' in bounced.headers["set-cookie"]
+
+
+async def test_invite_and_reset_pages_explain_bad_links(client: httpx.AsyncClient) -> None:
+    bad = await client.get("/invite?token=not-a-token")
+    assert bad.status_code == 400 and "cannot be used" in bad.text
+    reset = await client.get("/reset-password?token=abc")
+    assert reset.status_code == 200 and 'name="token" value="abc"' in reset.text
+    assert (await client.get("/forgot-password")).status_code == 200
+    signup = await client.get("/signup")
+    assert signup.status_code == 200 and 'data-api="/api/auth/register"' in signup.text
