@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -24,6 +25,8 @@ from tidings.channels.providers import (
     MediaItem,
     PostPart,
     ProviderConfig,
+    ProviderError,
+    PublishResult,
     RefreshTokenError,
     RetryableError,
     UnknownOutcomeError,
@@ -376,6 +379,53 @@ async def test_hang_is_unknown_outcome(
         await provider.publish(creds, PostPart(content="maybe"), DEFAULT)
     assert time.monotonic() - started < 3
     assert facebook.last("POST", FEED).form["message"] == "maybe"
+
+
+async def test_find_published_after_a_lost_answer(
+    provider: FacebookProvider, facebook: FakeFacebook, http: httpx.AsyncClient
+) -> None:
+    creds = await connect(provider, http)
+    since = datetime.now(UTC)
+    facebook.hang("POST", FEED, process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.publish(creds, PostPart(content="lost post"), DEFAULT)
+    [sent] = [k for k, v in facebook.posts.items() if v["kind"] == "feed"]
+    found = await provider.find_published(
+        creds, PostPart(content="lost post"), DEFAULT, parent=None, since=since
+    )
+    listing = facebook.last("GET", f"{V}/{PAGE}/feed")
+    assert listing.query == {
+        "fields": "id,message,created_time,permalink_url",
+        "since": str(int((since - timedelta(minutes=2)).timestamp())),
+        "limit": "25",
+        "access_token": creds.access_token,
+    }
+    assert found is not None and found.id == sent
+    assert (
+        await provider.find_published(
+            creds, PostPart(content="nope"), DEFAULT, parent=None, since=since
+        )
+        is None
+    )
+    # Comments: only the page's own comment counts.
+    parent = PublishResult(id=sent)
+    facebook.add_comment(sent, "same words", author="a-fan")
+    assert (
+        await provider.find_published(
+            creds, PostPart(content="same words"), DEFAULT, parent=parent, since=since
+        )
+        is None
+    )
+    mine = facebook.add_comment(sent, "same words", author=PAGE)
+    found_comment = await provider.find_published(
+        creds, PostPart(content="same words"), DEFAULT, parent=parent, since=since
+    )
+    assert found_comment is not None and found_comment.id == mine
+    story = provider.parse_settings({"post_type": "story"})
+    with pytest.raises(ProviderError, match="cannot check"):
+        await provider.find_published(
+            creds, PostPart(content="", media=[image()]), story, parent=None, since=since
+        )
 
 
 # ---- validation -------------------------------------------------------------------------------

@@ -12,10 +12,12 @@ Media are fetched by Facebook from their public URLs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, HttpUrl
 
+from tidings.channels.providers._common import CLOCK_SKEW, recent
 from tidings.channels.providers._graph import FacebookLogin, picture_of
 from tidings.channels.providers.base import (
     BadBodyError,
@@ -26,6 +28,7 @@ from tidings.channels.providers.base import (
     MediaItem,
     MediaRules,
     PostPart,
+    ProviderError,
     ProviderSettings,
     PublishResult,
     RetryableError,
@@ -62,6 +65,7 @@ class FacebookProvider(FacebookLogin[FacebookSettings]):
     default_max_length = 63206
     media_rules = MediaRules(max_images=10, max_videos=1)
     settings_model = FacebookSettings
+    can_check_published = True
 
     # ---- limits -------------------------------------------------------------------------
 
@@ -253,3 +257,55 @@ class FacebookProvider(FacebookLogin[FacebookSettings]):
         return PublishResult(
             id=comment_id, url=await self._permalink(comment_id, token, "permalink_url")
         )
+
+    async def find_published(
+        self,
+        credentials: ChannelCredentials,
+        part: PostPart,
+        settings: FacebookSettings,
+        *,
+        parent: PublishResult | None,
+        since: datetime,
+    ) -> PublishResult | None:
+        """Look for the part on the page's feed since ``since`` (or among the page's comments
+        under the parent). Stories are not listed anywhere: they cannot be checked."""
+        page, token = credentials.internal_id, credentials.access_token
+        if parent is not None:
+            data = await self._get(
+                f"{parent.id}/comments",
+                token,
+                {
+                    "fields": "id,message,created_time,from,permalink_url",
+                    "order": "reverse_chronological",
+                    "limit": 50,
+                },
+            )
+            for comment in data.get("data") or []:
+                author = (comment.get("from") or {}).get("id")
+                if (
+                    author == page
+                    and recent(comment.get("created_time"), since)
+                    and (comment.get("message") or "") == part.content
+                ):
+                    return PublishResult(
+                        id=str(comment["id"]), url=comment.get("permalink_url") or None
+                    )
+            return None
+        if settings.post_type == "story":
+            raise ProviderError("Facebook does not list stories: cannot check")
+        data = await self._get(
+            f"{page}/feed",
+            token,
+            {
+                "fields": "id,message,created_time,permalink_url",
+                "since": int((since - CLOCK_SKEW).timestamp()),
+                "limit": 25,
+            },
+        )
+        for post in data.get("data") or []:
+            if (
+                recent(post.get("created_time"), since)
+                and (post.get("message") or "") == part.content
+            ):
+                return PublishResult(id=str(post["id"]), url=post.get("permalink_url") or None)
+        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -21,6 +22,10 @@ PAGES = [
     {"id": "101", "name": "Tidings Cafe", "username": "tidingscafe"},
     {"id": "102", "name": "Tidings Books", "username": None},
 ]
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
 
 
 class FakeFacebook(FakePlatform):
@@ -47,6 +52,8 @@ class FakeFacebook(FakePlatform):
         self.add("GET", f"{V}/me/accounts", self.accounts)
         self.add("GET", f"{V}/{{node}}", self.get_node)
         self.add("POST", f"{V}/{{node}}/{{edge}}", self.post_edge)
+        self.add("GET", f"{V}/{{node}}/feed", self.list_feed)
+        self.add("GET", f"{V}/{{node}}/comments", self.list_comments)
         self.add("POST", f"/video-upload{V}/{{video}}", self.video_upload)
 
     # ---- login ---------------------------------------------------------------------------
@@ -148,7 +155,13 @@ class FakeFacebook(FakePlatform):
             if kind == "video"
             else f"https://www.facebook.com/{page}/posts/{object_id}"
         )
-        self.posts[object_id] = {"kind": kind, "page": page, "permalink_url": link, **data}
+        self.posts[object_id] = {
+            "kind": kind,
+            "page": page,
+            "permalink_url": link,
+            "created_time": now(),
+            **data,
+        }
         return object_id
 
     async def post_edge(self, request: RecordedRequest) -> Response:
@@ -262,5 +275,62 @@ class FakeFacebook(FakePlatform):
             "message": p.get("message"),
             "attachment_url": p.get("attachment_url"),
             "permalink_url": f"https://www.facebook.com/comment/{comment_id}",
+            "created_time": now(),
+            "from": record.owner,
         }
         return JSONResponse({"id": comment_id})
+
+    # ---- listings ------------------------------------------------------------------------
+
+    async def list_feed(self, request: RecordedRequest) -> Response:
+        page = request.path_params["node"]
+        refused = self.page_token(request, page)
+        if refused:
+            return refused
+        since = int(request.query.get("since") or 0)
+        found = [
+            {
+                "id": post_id,
+                "message": post.get("message") or post.get("description"),
+                "created_time": post["created_time"],
+                "permalink_url": post["permalink_url"],
+            }
+            for post_id, post in self.posts.items()
+            if post["page"] == page
+            and post["kind"] in ("feed", "photo", "video")
+            and post.get("published", True)
+            and datetime.strptime(post["created_time"], "%Y-%m-%dT%H:%M:%S%z").timestamp() >= since
+        ]
+        return JSONResponse({"data": [{k: v for k, v in p.items() if v} for p in reversed(found)]})
+
+    async def list_comments(self, request: RecordedRequest) -> Response:
+        record = self.book.check(request, kinds=("page",))
+        if isinstance(record, Response):
+            return record
+        parent = request.path_params["node"]
+        found = [
+            {
+                "id": comment_id,
+                "message": c.get("message"),
+                "created_time": c["created_time"],
+                "from": {"id": c["from"], "name": "someone"},
+                "permalink_url": c["permalink_url"],
+            }
+            for comment_id, c in self.posts.items()
+            if c["kind"] == "comment" and c["parent"] == parent
+        ]
+        return JSONResponse({"data": list(reversed(found))})
+
+    def add_comment(self, parent: str, message: str, *, author: str) -> str:
+        """A comment someone wrote outside of Tidings."""
+        comment_id = f"{parent}_c{self._id()}"
+        self.posts[comment_id] = {
+            "kind": "comment",
+            "page": self.posts[parent]["page"],
+            "parent": parent,
+            "message": message,
+            "permalink_url": f"https://www.facebook.com/comment/{comment_id}",
+            "created_time": now(),
+            "from": author,
+        }
+        return comment_id
