@@ -90,11 +90,9 @@ def _operation_id(route: APIRoute) -> str:
 v1 = APIRouter(tags=["Public API"], generate_unique_id_function=_operation_id)
 
 ChannelId = Annotated[str, Path(pattern=ID_PATTERN, description="A channel (integration) id")]
-IntegrationId = Annotated[
-    str, Path(alias="integrationId", pattern=ID_PATTERN, description="A channel id")
-]
+# Parameters named as in the path templates (Postiz's camelCase).
+IntegrationId = Annotated[str, Path(pattern=ID_PATTERN, description="A channel id")]
 PostId = Annotated[str, Path(pattern=ID_PATTERN, description="A post id")]
-PostIdCamel = Annotated[str, Path(alias="postId", pattern=ID_PATTERN, description="A post id")]
 GroupId = Annotated[
     str,
     Path(pattern=r"^[^\x00-\x1f\x7f]{1,200}$", description="The group shared by a submission"),
@@ -177,12 +175,12 @@ async def integration_trigger(
 
 @v1.get("/find-slot/{integrationId}", response_model=SlotOut, responses=errors(404, 409))
 async def find_slot(
-    integration_id: IntegrationId,
+    integrationId: IntegrationId,
     caller: ApiKeyOrg,
     db: DbSession,
 ) -> SlotOut:
     """The channel's next free posting time (its posting times, skipping taken slots)."""
-    return SlotOut(date=await service.find_slot(db, caller.organization_id, integration_id))
+    return SlotOut(date=await service.find_slot(db, caller.organization_id, integrationId))
 
 
 @v1.get("/groups", response_model=list[CustomerRef], responses=errors())
@@ -383,24 +381,24 @@ async def set_release_id(
     responses=errors(404),
 )
 async def post_analytics(
-    post_id: PostIdCamel,
+    postId: PostId,
     caller: ApiKeyOrg,
     db: DbSession,
     date: Days = 7,
 ) -> list[AnalyticsOut] | MissingOut:
     """A post's statistics, or ``{missing: true}`` when it has no platform id."""
-    return await posts_extra.post_analytics(db, caller.organization_id, post_id, date)
+    return await posts_extra.post_analytics(db, caller.organization_id, postId, date)
 
 
 @v1.get("/analytics/{integrationId}", response_model=list[AnalyticsOut], responses=errors(404))
 async def channel_analytics(
-    integration_id: IntegrationId,
+    integrationId: IntegrationId,
     caller: ApiKeyOrg,
     db: DbSession,
     date: Days = 7,
 ) -> list[AnalyticsOut]:
     """A channel's statistics (``[]`` where the platform offers none)."""
-    return await posts_extra.channel_analytics(db, caller.organization_id, integration_id, date)
+    return await posts_extra.channel_analytics(db, caller.organization_id, integrationId, date)
 
 
 @v1.get("/notifications", response_model=NotificationsPage, responses=errors())
