@@ -140,6 +140,10 @@ class ProviderRead(BaseModel):
         description="Credential fields ('fields' providers) or instance inputs (OAuth)"
     )
     max_length: int
+    text_counting: str = Field(
+        description="How the length is counted: code_points, graphemes, utf16, x_weighted "
+        "(twitter-text: CJK weighs 2, URLs 23) or mastodon (graphemes, URLs 23)"
+    )
     supports_replies: bool
     media_rules: MediaRulesRead
     settings_schema: dict[str, Any]
@@ -151,6 +155,10 @@ class ChannelRulesRead(BaseModel):
 
     identifier: str
     max_length: int
+    text_counting: str = Field(
+        description="How the length is counted: code_points, graphemes, utf16, x_weighted "
+        "(twitter-text: CJK weighs 2, URLs 23) or mastodon (graphemes, URLs 23)"
+    )
     supports_replies: bool
     media_rules: MediaRulesRead
     settings_schema: dict[str, Any]

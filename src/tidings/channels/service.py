@@ -943,6 +943,7 @@ def describe_provider(cls: type[Provider[Any]]) -> dict[str, Any]:
             for spec in cls.fields
         ],
         "max_length": cls.default_max_length,
+        "text_counting": cls.text_counting,
         "supports_replies": cls.supports_replies,
         "media_rules": media_rules_of(cls),
         "settings_schema": cls.settings_schema(),
@@ -963,6 +964,7 @@ async def channel_rules(channel: Integration) -> dict[str, Any]:
     return {
         "identifier": cls.identifier,
         "max_length": provider.max_length(credentials_of(channel)),
+        "text_counting": cls.text_counting,
         "supports_replies": cls.supports_replies,
         "media_rules": media_rules_of(cls),
         "settings_schema": cls.settings_schema(),

@@ -36,8 +36,8 @@ Data: :class:`MediaItem`, :class:`PostPart`, :class:`ChannelCredentials`, :class
 
 Class attributes: ``identifier``, ``display_name``, ``connect_kind`` ("oauth" | "fields"),
 ``fields`` (tuple of FieldSpec, for "fields" providers), ``scopes``, ``supports_replies``,
-``supports_refresh``, ``can_check_published``, ``default_max_length``, ``media_rules``,
-``settings_model``,
+``supports_refresh``, ``can_check_published``, ``default_max_length``, ``text_counting``,
+``media_rules``, ``settings_model``,
 ``default_urls`` (host name -> real base URL), ``env_fallback`` (another identifier whose
 ``TIDINGS_*`` client id/secret are used when this one has none).
 
@@ -624,6 +624,10 @@ class Provider(ABC, Generic[SettingsT]):
     default_urls: ClassVar[Mapping[str, str]] = {}
     env_fallback: ClassVar[str | None] = None
     can_check_published: ClassVar[bool] = False
+    #: How :meth:`text_length` counts, named for clients that count as the user types (the web
+    #: composer): "code_points", "graphemes", "utf16", "x_weighted" (twitter-text v3, URLs 23)
+    #: or "mastodon" (graphemes, URLs 23, remote mentions by their local part).
+    text_counting: ClassVar[str] = "code_points"
 
     def __init__(
         self,

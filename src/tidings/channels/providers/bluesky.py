@@ -117,6 +117,7 @@ class BlueskyProvider(Provider[BlueskySettings]):
         ),
     )
     default_max_length = 300
+    text_counting = "graphemes"
     max_bytes = 3000
     media_rules = MediaRules(
         max_images=4,

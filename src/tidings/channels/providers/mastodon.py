@@ -86,6 +86,7 @@ class MastodonProvider(Provider[MastodonSettings]):
     )
     scopes = ("read:accounts", "write:statuses", "write:media")
     default_max_length = 500
+    text_counting = "mastodon"
     # Mastodon's defaults (instances may differ): 16 MB images, 99 MB videos.
     media_rules = MediaRules(
         max_images=4,

@@ -100,6 +100,7 @@ class TelegramProvider(Provider[TelegramSettings]):
     )
     supports_refresh = False
     default_max_length = 4096
+    text_counting = "utf16"
     media_rules = MediaRules(
         max_images=MAX_MEDIA,
         max_videos=MAX_MEDIA,

@@ -113,6 +113,7 @@ class TikTokProvider(Provider[TikTokSettings]):
     scopes = ("user.info.basic", "user.info.profile", "video.publish", "video.upload")
     supports_replies = False
     default_max_length = 2000
+    text_counting = "utf16"
     media_rules = MediaRules(
         max_images=MAX_PHOTOS,
         max_videos=1,

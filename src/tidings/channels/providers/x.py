@@ -119,6 +119,7 @@ class XProvider(Provider[XSettings]):
     connect_kind = "oauth"
     scopes = ("tweet.read", "tweet.write", "users.read", "offline.access", "media.write")
     default_max_length = 280
+    text_counting = "x_weighted"
     verified_max_length = 4000
     media_rules = MediaRules(
         max_images=4,
