@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -179,6 +180,15 @@ _READY_CHANNELS = text(
                       WHERE b.integration_id = p.integration_id AND b.outcome IS NULL)
     LIMIT :n
     """.replace("__READY__", _READY)
+)
+# How many channels have due posts, and how many workers are alive to share them.
+_DEMAND = text(
+    """
+    SELECT (SELECT count(DISTINCT integration_id) FROM post
+            WHERE state = 'QUEUE' AND deleted_at IS NULL AND publish_date <= now()),
+           (SELECT count(*) FROM procrastinate_workers
+            WHERE last_heartbeat > now() - interval '60 seconds')
+    """
 )
 _NEXT_DUE = text(
     "SELECT min(publish_date) FROM post "
@@ -558,6 +568,8 @@ class Publisher:
         self.running = False
         self.claimed: dict[str, asyncio.Event] = {}
         self._chain_done = asyncio.Event()
+        self._share = self.concurrency
+        self._share_at = -1e9
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -616,7 +628,7 @@ class Publisher:
         while True:
             self.wake.clear()
             self._chain_done.clear()
-            free = self.concurrency - len(self.chains)
+            free = await self._capacity() - len(self.chains)
             found: list[str] = []
             if free > 0:
                 now = time.monotonic()
@@ -653,6 +665,18 @@ class Publisher:
             finally:
                 for waiter in waits:
                     waiter.cancel()
+
+    async def _capacity(self) -> int:
+        """How many channels this drain may publish at once: its concurrency, but no more than
+        its fair share of the channels with due posts among the live workers, so that a burst
+        is spread over every worker instead of being taken whole by the first one."""
+        now = time.monotonic()
+        if now - self._share_at > 1.0:
+            async with get_database().session() as session:
+                demand, workers = (await session.execute(_DEMAND)).one()
+            self._share = max(1, math.ceil(int(demand or 0) / max(1, int(workers or 0))))
+            self._share_at = now
+        return min(self.concurrency, self._share)
 
     async def _chain(self, channel_id: str) -> None:
         database = get_database()
