@@ -130,7 +130,12 @@ async def create_media(
 ) -> Media:
     """Record a stored upload as a media row of ``org_id`` (``name`` overrides its file name)."""
     thumbnail = ingested.thumbnail
+    # The wall clock, not the transaction's start: the library is ordered by it, and several
+    # media may be created in one transaction (imports).
+    now = datetime.now(UTC)
     media = Media(
+        created_at=now,
+        updated_at=now,
         organization_id=org_id,
         name=clean_display_name(name) if name is not None else ingested.name,
         path=env.url_for(ingested.key),
@@ -319,10 +324,18 @@ async def get_media(
 # ---- editing -------------------------------------------------------------------------------
 
 
+def _touch(media: Media) -> datetime:
+    # Set here rather than by the column's server-side onupdate, which would leave the attribute
+    # expired (and unreadable without IO) after the flush.
+    media.updated_at = now = datetime.now(UTC)
+    return now
+
+
 async def rename_media(session: AsyncSession, org_id: OrgId, media_id: str, name: str) -> Media:
     """Give the media a new display name (the stored file and its URL do not change)."""
     media = await get_media(session, org_id, media_id, for_update=True)
     media.name = clean_display_name(name)
+    _touch(media)
     await session.flush()
     return media
 
@@ -333,6 +346,7 @@ async def set_alt_text(
     """Set (or, with None/blank, clear) the alt text posts use by default for this media."""
     media = await get_media(session, org_id, media_id, for_update=True)
     media.alt = clean_alt(alt)
+    _touch(media)
     await session.flush()
     return media
 
@@ -373,6 +387,7 @@ async def set_thumbnail_time(
         media.thumbnail_key = stored.key
         media.thumbnail = env.url_for(stored.key)
         media.thumbnail_timestamp = stored.timestamp_ms
+        _touch(media)
         await session.flush()
         if previous is not None and previous != stored.key:
             await defer_in_session(session, TASK_DELETE_UNUSED, keys=[previous])
@@ -423,7 +438,7 @@ async def delete_media(session: AsyncSession, org_id: OrgId, media_id: str) -> i
     finds no such post any more.
     """
     media = await get_media(session, org_id, media_id, for_update=True)
-    media.deleted_at = datetime.now(UTC)
+    media.deleted_at = _touch(media)
     await session.flush()
     users = await count_posts_using(session, media)
     if users == 0:

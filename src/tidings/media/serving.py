@@ -75,11 +75,11 @@ def parse_range(header: str | None, size: int) -> ByteRange | Literal["unsatisfi
             return "unsatisfiable"
         return max(0, size - count), size
     start = int(first)
-    end = int(last) + 1 if last else size
-    if end <= start:
+    if last and int(last) < start:
         return None  # "bytes=5-2" is invalid, so ignored
     if start >= size:
         return "unsatisfiable"
+    end = int(last) + 1 if last else size
     return start, min(end, size)
 
 
