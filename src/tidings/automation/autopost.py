@@ -44,10 +44,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings import __version__
+from tidings.automation import posting
 from tidings.automation.models import AutoPost, AutoPostItem
 from tidings.automation.schemas import AutoPostCreate, AutoPostRead, AutoPostUpdate, PollResult
 from tidings.automation.service import check_channels, check_user_url
 from tidings.channels.models import Integration
+from tidings.channels.service import credentials_of, provider_for
 from tidings.config import get_settings
 from tidings.core.errors import BadRequest, Conflict, TidingsError
 from tidings.core.jobs import defer_in_session
@@ -314,8 +316,6 @@ async def usable_channels(session: AsyncSession, feed: AutoPost) -> list[Integra
 
 def content_for(channel: Integration, template: str, item: FeedItem) -> str:
     """The post text for one channel, fitted to its provider's length rule."""
-    from tidings.channels.service import credentials_of, provider_for
-
     provider = provider_for(channel)
     return render_for_channel(
         template,
@@ -329,8 +329,6 @@ async def create_item_posts(
     session: AsyncSession, feed: AutoPost, channels: list[Integration], item: FeedItem
 ) -> int:
     """Create the posts of one new item (one per channel); returns how many."""
-    from tidings.automation import posting
-
     contents = {channel.id: content_for(channel, feed.template, item) for channel in channels}
     return await posting.create_posts(
         session,
