@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from tidings.channels.providers import (
     MediaItem,
     PostPart,
     ProviderConfig,
+    ProviderError,
     PublishResult,
     RefreshTokenError,
     RetryableError,
@@ -366,6 +368,54 @@ async def test_hang_is_unknown_outcome(
     assert time.monotonic() - started < 3
 
 
+async def test_find_published_after_a_lost_answer(
+    provider: InstagramProvider, instagram: FakeInstagram, http: httpx.AsyncClient
+) -> None:
+    creds = await connect(provider, http)
+    since = datetime.now(UTC)
+    instagram.hang("POST", PUBLISH, process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.publish(creds, PostPart(content="lost", media=[jpeg()]), DEFAULT)
+    [sent] = list(instagram.ig.media)
+    part = PostPart(content="lost", media=[jpeg()])
+    found = await provider.find_published(creds, part, DEFAULT, parent=None, since=since)
+    assert instagram.last("GET", f"{V}/{IG_ID}/media").query == {
+        "fields": "id,caption,timestamp,permalink",
+        "limit": "25",
+        "access_token": creds.access_token,
+    }
+    assert found is not None and found.id == sent
+    assert found.url == f"https://www.instagram.com/p/P{sent}/"
+    other = PostPart(content="other", media=[jpeg()])
+    assert await provider.find_published(creds, other, DEFAULT, parent=None, since=since) is None
+    story = provider.parse_settings({"post_type": "story"})
+    with pytest.raises(ProviderError, match="cannot check"):
+        await provider.find_published(creds, part, story, parent=None, since=since)
+    # Comments: the account's own, in the right place of the thread.
+    post = PublishResult(id=sent, data={"kind": "media"})
+    instagram.ig.add_comment(sent, "hi", username="a.fan")
+    assert (
+        await provider.find_published(
+            creds, PostPart(content="hi"), DEFAULT, parent=post, since=since
+        )
+        is None
+    )
+    mine = instagram.ig.add_comment(sent, "hi", username="tidings.cafe")
+    comment = await provider.find_published(
+        creds, PostPart(content="hi"), DEFAULT, parent=post, since=since
+    )
+    assert comment is not None and comment.id == mine
+    assert comment.data == {"kind": "comment", "root": mine}
+    reply = instagram.ig.add_comment(sent, "again", username="tidings.cafe", parent=mine)
+    found_reply = await provider.find_published(
+        creds, PostPart(content="again"), DEFAULT, parent=comment, since=since
+    )
+    assert (
+        instagram.last("GET", f"{V}/{mine}/replies").query["fields"] == "id,text,timestamp,username"
+    )
+    assert found_reply is not None and found_reply.id == reply
+
+
 # ---- validation -------------------------------------------------------------------------------
 
 
@@ -481,6 +531,12 @@ async def test_standalone_connect_refresh_publish(
     second = await provider.reply(creds, first, PostPart(content="c"), DEFAULT)
     third = await provider.reply(creds, second, PostPart(content="r"), DEFAULT)
     assert ig_login.ig.comments[third.id]["parent_id"] == second.id
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    again = await provider.find_published(
+        creds, PostPart(content="solo", media=[jpeg()]), DEFAULT, parent=None, since=since
+    )
+    assert ig_login.last("GET", f"{V21}/{IG_ID}/media").query["access_token"] == creds.access_token
+    assert again is not None and again.id == first.id
 
     ig_login.book.revoke_all()
     with pytest.raises(DisconnectedError, match="not authorized application"):

@@ -17,13 +17,19 @@ as replies to that comment (Instagram threads comments one level deep).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import httpx
 import regex
 from pydantic import BaseModel, Field, field_validator
 
-from tidings.channels.providers._common import poll, total_media_violations, with_query
+from tidings.channels.providers._common import (
+    poll,
+    recent,
+    total_media_violations,
+    with_query,
+)
 from tidings.channels.providers._graph import FacebookLogin, GraphProvider, graph_error
 from tidings.channels.providers.base import (
     AuthorizationRequest,
@@ -96,6 +102,7 @@ class InstagramPublishing(GraphProvider[InstagramSettings]):
         video_mime_types=frozenset({"video/mp4", "video/quicktime"}),
     )
     settings_model = InstagramSettings
+    can_check_published = True
     container_poll_interval: ClassVar[float] = 3.0
     container_poll_timeout: ClassVar[float] = 300.0
 
@@ -276,6 +283,54 @@ class InstagramPublishing(GraphProvider[InstagramSettings]):
             url=parent.url,
             data={"kind": "comment", "root": root or comment_id},
         )
+
+    async def find_published(
+        self,
+        credentials: ChannelCredentials,
+        part: PostPart,
+        settings: InstagramSettings,
+        *,
+        parent: PublishResult | None,
+        since: datetime,
+    ) -> PublishResult | None:
+        """Look for the part among the account's latest media since ``since`` (same caption),
+        or among its own comments in the parent's comment thread. Stories are not listed
+        with the media: they cannot be checked."""
+        token = credentials.access_token
+        if parent is None:
+            if settings.post_type == "story":
+                raise ProviderError("Instagram stories are not listed: cannot check")
+            data = await self._get(
+                f"{self._ig_user(credentials)}/media",
+                token,
+                {"fields": "id,caption,timestamp,permalink", "limit": 25},
+            )
+            for media in data.get("data") or []:
+                if (
+                    recent(media.get("timestamp"), since)
+                    and (media.get("caption") or "") == part.content
+                ):
+                    link = media.get("permalink")
+                    return PublishResult(
+                        id=str(media["id"]),
+                        url=str(link) if link else None,
+                        data={"kind": "media"},
+                    )
+            return None
+        root = await self._thread_root(token, parent)
+        edge = f"{parent.id}/comments" if root is None else f"{root}/replies"
+        data = await self._get(edge, token, {"fields": "id,text,timestamp,username"})
+        for comment in data.get("data") or []:
+            if credentials.profile and comment.get("username") not in (None, credentials.profile):
+                continue
+            if recent(comment.get("timestamp"), since) and comment.get("text") == part.content:
+                comment_id = str(comment["id"])
+                return PublishResult(
+                    id=comment_id,
+                    url=parent.url,
+                    data={"kind": "comment", "root": root or comment_id},
+                )
+        return None
 
 
 class InstagramProvider(InstagramPublishing, FacebookLogin[InstagramSettings]):

@@ -5,12 +5,13 @@ Login (``FakeInstagramLogin``)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
 from tests.channels.providers.servers.base import FakePlatform, RecordedRequest
-from tests.channels.providers.servers.facebook import FakeFacebook
+from tests.channels.providers.servers.facebook import FakeFacebook, V
 from tests.channels.providers.servers.graph import TokenBook, graph_error, params_of
 from tests.channels.providers.servers.oauth import OAuthBook
 
@@ -23,6 +24,10 @@ IG_ACCOUNT = {
 }
 
 
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
 class IgMedia:
     """Containers, published media and comments of one Instagram account."""
 
@@ -32,6 +37,8 @@ class IgMedia:
         self.media: dict[str, dict[str, Any]] = {}
         self.comments: dict[str, dict[str, Any]] = {}
         self.processing_error: str | None = None
+        # When and by whom each medium / comment was made.
+        self.meta: dict[str, dict[str, str]] = {}
         self._next = 90000000000
 
     def _id(self) -> str:
@@ -113,6 +120,7 @@ class IgMedia:
             else [],
             "permalink": f"https://www.instagram.com/p/P{media_id}/",
         }
+        self.meta[media_id] = {"timestamp": now(), "username": IG_ACCOUNT["username"]}
         return JSONResponse({"id": media_id})
 
     def get(self, node: str, fields: list[str]) -> Response:
@@ -148,6 +156,7 @@ class IgMedia:
             media, parent = top["media"], node
         comment_id = self._id()
         self.comments[comment_id] = {"media": media, "parent_id": parent, "text": p["message"]}
+        self.meta[comment_id] = {"timestamp": now(), "username": IG_ACCOUNT["username"]}
         return JSONResponse({"id": comment_id})
 
     def post(self, node: str, edge: str, p: dict[str, Any]) -> Response:
@@ -159,6 +168,39 @@ class IgMedia:
             return self.comment(node, edge, p)
         return graph_error(400, 100, f"Unknown edge {edge}", kind="GraphMethodException")
 
+    def listing(self, node: str, edge: str) -> Response:
+        """GET /{ig-user}/media, /{media}/comments, /{comment}/replies (newest first)."""
+        if edge == "media":
+            ids = list(self.media)
+            found = [
+                {
+                    "id": i,
+                    "caption": self.media[i]["params"].get("caption"),
+                    "permalink": self.media[i]["permalink"],
+                    **self.meta[i],
+                }
+                for i in ids
+            ]
+        elif edge in ("comments", "replies"):
+            found = [
+                {"id": i, "text": c["text"], **self.meta[i]}
+                for i, c in self.comments.items()
+                if (edge == "comments" and c["media"] == node and c["parent_id"] is None)
+                or (edge == "replies" and c["parent_id"] == node)
+            ]
+        else:
+            return graph_error(400, 100, f"Unknown edge {edge}", kind="GraphMethodException")
+        return JSONResponse({"data": [{k: v for k, v in f.items() if v} for f in reversed(found)]})
+
+    def add_comment(
+        self, media: str, text: str, *, username: str, parent: str | None = None
+    ) -> str:
+        """A comment someone wrote outside of Tidings."""
+        comment_id = self._id()
+        self.comments[comment_id] = {"media": media, "parent_id": parent, "text": text}
+        self.meta[comment_id] = {"timestamp": now(), "username": username}
+        return comment_id
+
 
 class FakeInstagram(FakeFacebook):
     """Facebook Login; page 101 has the Instagram account ``IG_ID``, page 102 has none."""
@@ -166,6 +208,21 @@ class FakeInstagram(FakeFacebook):
     def __init__(self, *, video_polls: int = 0) -> None:
         self.ig = IgMedia(video_polls=video_polls)
         super().__init__()
+
+    def setup_routes(self) -> None:
+        self.add("GET", f"{V}/{{node}}/media", self.list_ig)
+        self.add("GET", f"{V}/{{node}}/replies", self.list_ig)
+        super().setup_routes()
+
+    async def list_ig(self, request: RecordedRequest) -> Response:
+        refused = self._ig_token(request)
+        edge = request.path.rsplit("/", 1)[-1]
+        return refused or self.ig.listing(request.path_params["node"], edge)
+
+    async def list_comments(self, request: RecordedRequest) -> Response:
+        if request.path_params["node"] in self.ig.media:
+            return await self.list_ig(request)
+        return await super().list_comments(request)
 
     def page_json(self, page: dict[str, Any]) -> dict[str, Any]:
         out = super().page_json(page)
@@ -223,6 +280,7 @@ class FakeInstagramLogin(FakePlatform):
         self.add("GET", f"{V21}/me", self.me)
         self.add("GET", f"{V21}/{{node}}", self.get_node)
         self.add("POST", f"{V21}/{{node}}/{{edge}}", self.post_edge)
+        self.add("GET", f"{V21}/{{node}}/{{edge}}", self.list_edge)
 
     async def authorize(self, request: RecordedRequest) -> Response:
         return self.oauth.authorize(request)
@@ -295,3 +353,9 @@ class FakeInstagramLogin(FakePlatform):
         if node != IG_ID and node not in self.ig.media and node not in self.ig.comments:
             return graph_error(400, 100, "Unsupported post request.", kind="GraphMethodException")
         return self.ig.post(node, request.path_params["edge"], params_of(request))
+
+    async def list_edge(self, request: RecordedRequest) -> Response:
+        record = self.book.check(request)
+        if isinstance(record, Response):
+            return record
+        return self.ig.listing(request.path_params["node"], request.path_params["edge"])
