@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -309,6 +310,32 @@ async def test_hang_is_unknown_outcome(
         await provider.publish(creds, PostPart(content="maybe", media=[image()]), SETTINGS)
     assert time.monotonic() - started < 3
     assert pinterest.last("POST", "/v5/pins").json["description"] == "maybe"
+
+
+async def test_find_published_after_a_lost_answer(
+    provider: PinterestProvider, pinterest: FakePinterest, http: httpx.AsyncClient
+) -> None:
+    creds = await connect(provider, http)
+    since = datetime.now(UTC)
+    pinterest.hang("POST", "/v5/pins", process=True)
+    with pytest.raises(UnknownOutcomeError):
+        await provider.publish(creds, PostPart(content="lost pin", media=[image()]), SETTINGS)
+    [sent] = list(pinterest.pins)
+    part = PostPart(content="lost pin", media=[image()])
+    found = await provider.find_published(creds, part, SETTINGS, parent=None, since=since)
+    listing = pinterest.last("GET", "/v5/boards/{board_id}/pins")
+    assert listing.path == f"/v5/boards/{BOARD}/pins"
+    assert listing.auth == f"Bearer {creds.access_token}" and listing.query == {"page_size": "25"}
+    assert found is not None and found.id == sent
+    assert found.url == pinterest.url(f"/pin/{sent}/")
+    other_board = PinterestSettings(board=BOARDS[1]["id"])
+    assert await provider.find_published(creds, part, other_board, parent=None, since=since) is None
+    assert (
+        await provider.find_published(
+            creds, part, SETTINGS, parent=None, since=since + timedelta(minutes=10)
+        )
+        is None
+    )
 
 
 # ---- validation -------------------------------------------------------------------------------

@@ -11,12 +11,13 @@ Access tokens last 30 days and refresh with the refresh token.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field, HttpUrl
 
-from tidings.channels.providers._common import media_filename, poll, with_query
+from tidings.channels.providers._common import media_filename, poll, recent, with_query
 from tidings.channels.providers.base import (
     AuthorizationRequest,
     BadBodyError,
@@ -74,6 +75,7 @@ class PinterestProvider(Provider[PinterestSettings]):
         video_mime_types=frozenset({"video/mp4", "video/quicktime", "video/x-m4v"}),
     )
     settings_model = PinterestSettings
+    can_check_published = True
     default_urls = {"web": "https://www.pinterest.com", "api": "https://api.pinterest.com"}
     media_poll_interval = 3.0
     media_poll_timeout = 600.0
@@ -331,3 +333,30 @@ class PinterestProvider(Provider[PinterestSettings]):
         )
         pin_id = str(pin["id"])
         return PublishResult(id=pin_id, url=f"{self.config.url('web')}/pin/{pin_id}/")
+
+    async def find_published(
+        self,
+        credentials: ChannelCredentials,
+        part: PostPart,
+        settings: PinterestSettings,
+        *,
+        parent: PublishResult | None,
+        since: datetime,
+    ) -> PublishResult | None:
+        """Look for the pin among the board's latest pins created since ``since``."""
+        data = json_body(
+            await self.request(
+                "GET",
+                self._api(f"boards/{settings.board}/pins"),
+                params={"page_size": "25"},
+                headers=self._auth(credentials.access_token),
+            )
+        )
+        for pin in data.get("items") or []:
+            if (
+                recent(pin.get("created_at"), since)
+                and (pin.get("description") or "") == part.content
+            ):
+                pin_id = str(pin["id"])
+                return PublishResult(id=pin_id, url=f"{self.config.url('web')}/pin/{pin_id}/")
+        return None

@@ -4,6 +4,7 @@ upload, media status and pins."""
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -47,6 +48,7 @@ class FakePinterest(FakePlatform):
         self.add("GET", "/v5/media/{media_id}", self.media_status)
         self.add("POST", "/storage-upload", self.storage_upload)
         self.add("POST", "/v5/pins", self.create_pin)
+        self.add("GET", "/v5/boards/{board_id}/pins", self.board_pins)
 
     async def authorize(self, request: RecordedRequest) -> Response:
         return self.oauth.authorize(request)
@@ -159,5 +161,23 @@ class FakePinterest(FakePlatform):
             return pin_error(400, 1, "Invalid media source.")
         self._next += 1
         pin_id = str(self._next)
-        self.pins[pin_id] = body
+        # Pinterest's created_at has no time zone: it is UTC.
+        self.pins[pin_id] = {**body, "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")}
         return JSONResponse({"id": pin_id, "board_id": body["board_id"], **body}, 201)
+
+    async def board_pins(self, request: RecordedRequest) -> Response:
+        refused = self._auth(request)
+        if refused:
+            return refused
+        board = request.path_params["board_id"]
+        found = [
+            {
+                "id": i,
+                "board_id": board,
+                "description": p.get("description"),
+                "created_at": p["created_at"],
+            }
+            for i, p in self.pins.items()
+            if p["board_id"] == board
+        ]
+        return JSONResponse({"items": list(reversed(found)), "bookmark": None})
