@@ -8,17 +8,13 @@ Bounded in time: a few examples per operation, no shrinking, no example database
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -31,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.channels.factories import make_channel
 from tests.conftest import asgi_client, build_app, make_tenant
+from tests.public_api.helpers import ServerThread
 from tidings.core.enums import State
 from tidings.core.tenancy import OrgId
 from tidings.db import Database
@@ -123,61 +120,6 @@ async def test_the_document_lists_every_endpoint_with_schemas_and_security(
         assert "<script src" not in page.text  # nothing loaded from elsewhere
     app_document = (await client.get("/api/openapi.json")).json()
     assert not [p for p in app_document["paths"] if "/public/" in p]
-
-
-@dataclass
-class ServerThread:
-    """The app under uvicorn in a thread of its own (own event loop, own connection pool), so
-    that schemathesis's blocking client can call it over real HTTP."""
-
-    database_url: str
-    port: int = 0
-    server: uvicorn.Server | None = None
-    thread: threading.Thread | None = None
-    error: list[BaseException] = field(default_factory=list)
-
-    def __enter__(self) -> ServerThread:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._run, name="public-api-server", daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not (self.server and self.server.started):
-            if self.error or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start: {self.error}")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.server is not None and self.thread is not None
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:
-            self.error.append(exc)
-
-    async def _serve(self) -> None:
-        database = Database(self.database_url, pool_size=5)
-        try:
-            app = build_app(database)
-            config = uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning"
-            )
-            self.server = uvicorn.Server(config)
-            await self.server.serve()
-        finally:
-            from tidings.channels.service import close_shared_http_clients
-
-            await close_shared_http_clients()
-            await database.dispose()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 def real_ids(path: str, ids: dict[str, str]) -> dict[str, str]:
