@@ -12,7 +12,13 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from tidings.accounts.auth import ORG_COOKIE
-from tidings.web import auth_pages, channels_pages, settings_pages
+from tidings.web import (
+    auth_pages,
+    calendar_pages,
+    channels_pages,
+    compose_pages,
+    settings_pages,
+)
 from tidings.web.context import (
     STATIC_DIR,
     ForgetOrganization,
@@ -27,6 +33,8 @@ router = APIRouter(include_in_schema=False)
 router.include_router(auth_pages.router)
 router.include_router(settings_pages.router)
 router.include_router(channels_pages.router)
+router.include_router(calendar_pages.router)
+router.include_router(compose_pages.router)
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:

@@ -194,6 +194,10 @@
       if (box2 && input2) { input2.value = data.api_key; box2.hidden = false; input2.focus(); input2.select(); }
       return;
     }
+    if (how === "duplicated" && data && data.group) {
+      location.assign("/compose?group=" + encodeURIComponent(data.group));
+      return;
+    }
     if (how === "toast") toast("Saved.");
   }
 
@@ -305,6 +309,49 @@
     toastTimer = setTimeout(function () { box.hidden = true; }, options.duration || (options.action ? 10000 : 4000));
   }
 
+  /* ---- time zones --------------------------------------------------------------------- */
+  // Times are shown and typed in the user's zone (settings), which may differ from the
+  // browser's; Intl does the zone arithmetic.
+
+  var formats = {};
+  function zoneParts(date, tz) {
+    var fmt = formats[tz] || (formats[tz] = new Intl.DateTimeFormat("en-GB", {
+      timeZone: tz, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit"
+    }));
+    var out = {};
+    fmt.formatToParts(date).forEach(function (p) { if (p.type !== "literal") out[p.type] = Number(p.value); });
+    if (out.hour === 24) out.hour = 0;
+    return out;
+  }
+
+  function offsetMs(date, tz) {
+    var p = zoneParts(date, tz);
+    var wall = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second);
+    return wall - (date.getTime() - date.getMilliseconds());
+  }
+
+  /** "YYYY-MM-DDTHH:MM[:SS]" on the wall clock of ``tz`` -> Date (null when malformed). */
+  function zonedToUtc(local, tz) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(local || "");
+    if (!m) return null;
+    var wall = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0));
+    var first = wall - offsetMs(new Date(wall), tz);
+    return new Date(wall - offsetMs(new Date(first), tz));
+  }
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  /** Date -> "YYYY-MM-DDTHH:MM:SS" on the wall clock of ``tz`` (for datetime-local inputs). */
+  function toLocalInput(date, tz) {
+    var p = zoneParts(date, tz);
+    return p.year + "-" + pad(p.month) + "-" + pad(p.day) + "T" + pad(p.hour) + ":" + pad(p.minute) + ":" + pad(p.second);
+  }
+
+  function userZone() {
+    return document.body.dataset.timezone || "UTC";
+  }
+
   /* ---- page start --------------------------------------------------------------------- */
 
   async function rememberTimezone() {
@@ -335,6 +382,7 @@
 
   window.Tidings = {
     api: api, csrf: csrf, serialize: serialize, showErrors: showErrors, clearErrors: clearErrors,
-    toast: toast, succeed: succeed
+    toast: toast, succeed: succeed, zoneParts: zoneParts, zonedToUtc: zonedToUtc,
+    toLocalInput: toLocalInput, userZone: userZone, pad: pad
   };
 })();
