@@ -63,3 +63,20 @@ async def test_a_failed_commit_is_answered_as_an_error_not_a_success(
         response = await client.post("/_test/deferred")
     assert response.status_code == 409
     assert response.json()["error"] == "conflict"
+
+
+async def test_a_value_the_database_refuses_is_a_400(fresh_database: Database) -> None:
+    router = APIRouter()
+
+    @router.post("/_test/nul/{name}")
+    async def create(name: str, session: DbSession) -> dict[str, str]:
+        session.add(Organization(name=name))
+        await session.flush()
+        return {"ok": "no"}
+
+    app = build_app(fresh_database)
+    app.include_router(router)
+    async with asgi_client(app) as client:
+        response = await client.post("/_test/nul/a%00b")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_value"

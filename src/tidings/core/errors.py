@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("tidings.errors")
@@ -167,6 +167,17 @@ def install_error_handlers(app: FastAPI) -> None:
                 + (f" ({constraint})" if constraint else ""),
             },
             status_code=409,
+        )
+
+    @app.exception_handler(DataError)
+    async def _data_error(_: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot hold (NUL byte, out-of-range number, malformed literal)
+        # slipped past validation: the input is at fault, not the server.
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else "invalid value"
+        logger.info("data error answered 400: %s", first)
+        return JSONResponse(
+            {"error": "invalid_value", "message": f"a value cannot be stored: {first}"},
+            status_code=400,
         )
 
     @app.exception_handler(Exception)
