@@ -146,3 +146,35 @@ async def chunks_of(data: bytes, size: int = 64 * 1024):  # type: ignore[no-unty
     """``data`` as an async stream of ``size``-byte chunks (like a multipart upload)."""
     for start in range(0, len(data), size):
         yield data[start : start + size]
+
+
+def big_video(path: Path, size_mb: int, *, size: tuple[int, int] = (1280, 720)) -> Path:
+    """A real MP4 of at least ``size_mb`` MB: a few noise frames (which barely compress) encoded
+    over and over at a very high bitrate, so a large file takes seconds, not minutes."""
+    import os
+
+    width, height = size
+    noise = [
+        Image.frombytes("RGB", size, os.urandom(width * height * 3)).convert("RGB")
+        for _ in range(3)
+    ]
+    target = size_mb * 1024 * 1024
+    with av.open(str(path), "w", format="mp4") as output:
+        stream = output.add_stream("mpeg4", rate=30)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.bit_rate = 400_000_000
+        stream.codec_context.gop_size = 30
+        stream.codec_context.options = {"qmin": "1", "qmax": "2"}
+        index = 0
+        while not path.exists() or path.stat().st_size < target:
+            for _ in range(10):
+                frame = av.VideoFrame.from_image(noise[index % len(noise)])
+                frame.pts = index
+                frame.time_base = Fraction(1, 30)
+                for packet in stream.encode(frame):
+                    output.mux(packet)
+                index += 1
+        for packet in stream.encode():
+            output.mux(packet)
+    return path

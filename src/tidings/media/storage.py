@@ -573,11 +573,12 @@ class S3Storage(Storage):
                 raise ObjectNotFoundError(key) from exc
             raise StorageError(f"cannot stat {key!r}: {exc}") from exc
         etag = response.get("ETag")
+        modified = response.get("LastModified")
         return ObjectInfo(
             key=key,
             size=int(response["ContentLength"]),
             content_type=response.get("ContentType") or content_type_for_key(key),
-            modified=response.get("LastModified"),
+            modified=modified.astimezone(UTC) if modified is not None else None,
             etag=etag if etag and etag.startswith('"') else (f'"{etag}"' if etag else None),
         )
 
