@@ -3,50 +3,14 @@ job, its ``post.created`` event and the channel's validation in the caller's tra
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.channels.models import Integration
 from tidings.core.enums import CreationMethod
-from tidings.core.tenancy import OrgId, owned_by
+from tidings.core.tenancy import OrgId
 from tidings.posts import service as posts
-from tidings.posts.models import Post
 from tidings.posts.schemas import ChannelPostsIn, ChannelRef, CreatePostsRequest, PartIn
-from tidings.posts.timeplan import posting_time_slots
-
-#: How far ahead a free slot is looked for.
-SLOT_HORIZON = timedelta(days=366)
-
-
-async def next_free_slot(
-    session: AsyncSession, org_id: OrgId, channel: Integration, *, after: datetime | None = None
-) -> datetime | None:
-    """The channel's next posting time (its ``posting_times``) with no live post on it yet;
-    None when the channel has no posting times."""
-    start = after or posts.now_utc()
-    horizon = start + SLOT_HORIZON
-    taken = set(
-        (
-            await session.execute(
-                select(Post.publish_date).where(
-                    owned_by(Post, org_id),
-                    Post.integration_id == channel.id,
-                    Post.parent_post_id.is_(None),
-                    Post.deleted_at.is_(None),
-                    Post.publish_date > start,
-                    Post.publish_date <= horizon,
-                )
-            )
-        ).scalars()
-    )
-    for slot in posting_time_slots(channel.posting_times or [], start):
-        if slot > horizon:
-            return None
-        if slot not in taken:
-            return slot
-    return None
+from tidings.posts.slots import find_slot
 
 
 def _entry(channel: Integration, content: str) -> ChannelPostsIn:
@@ -66,17 +30,18 @@ async def create_posts(
     """Create one post per channel for a feed item; returns how many were created.
 
     Drafts form one group (one submission across the channels, reviewed together). With
-    ``on_slot`` each channel's post is scheduled into that channel's next free slot (its own
-    group, as the dates differ); a channel without posting times gets a draft instead.
-    Raises the posts service's errors (e.g. a channel rule) unchanged.
+    ``on_slot`` each channel's post is scheduled into that channel's next free slot (the posts
+    service's find-slot: its posting times, skipping taken minutes), each in its own group as
+    the dates differ. Raises the posts service's errors (a channel rule, no free slot within a
+    year) unchanged.
     """
     drafts: list[Integration] = []
     created = 0
     for channel in channels:
-        slot = await next_free_slot(session, org_id, channel) if on_slot else None
-        if slot is None:
+        if not on_slot:
             drafts.append(channel)
             continue
+        slot = await find_slot(session, org_id, channel.id)
         request = CreatePostsRequest(
             type="schedule", date=slot, posts=[_entry(channel, contents[channel.id])]
         )
