@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     webhook_backoff_cap_seconds: float = 3600.0
     webhook_timeout_seconds: float = 10.0
     webhook_disable_after: int = 10
+    # Delivered and given-up events (with their delivery log) are kept this many days.
+    webhook_retention_days: int = 30
     # RSS/Atom auto-posting: how often feeds are polled (minutes) and the timeout of one fetch.
     autopost_interval_minutes: int = 15
     autopost_timeout_seconds: float = 15.0

@@ -120,3 +120,28 @@ async def test_rollback_of_the_caller_emits_nothing(fresh_database: Database) ->
         events = (await session.execute(select(func.count()).select_from(WebhookEvent))).scalar()
         assert events == 0
         assert await _jobs(session, f"webhook:{endpoint.id}") == 0
+
+
+async def test_old_finished_events_are_purged(
+    db: AsyncSession, tenant: Tenant, test_database: Database
+) -> None:
+    from tidings.automation.tasks import purge_old_events
+
+    endpoint = await _endpoint(db, tenant.org_id, ["post.published"])
+    old_done, old_pending, recent_done = [
+        await emit(db, tenant.org_id, "post.published", {"n": n}) for n in range(3)
+    ]
+    await db.execute(
+        text(
+            "UPDATE webhook_event SET status = :status, created_at = now() - make_interval("
+            "days => :days) WHERE id = :id"
+        ),
+        [
+            {"status": "delivered", "days": 40, "id": old_done[0]},
+            {"status": "pending", "days": 40, "id": old_pending[0]},
+            {"status": "failed", "days": 2, "id": recent_done[0]},
+        ],
+    )
+    assert await purge_old_events() == 1
+    left = await db.execute(select(WebhookEvent.id).where(WebhookEvent.webhook_id == endpoint.id))
+    assert set(left.scalars()) == {old_pending[0], recent_done[0]}

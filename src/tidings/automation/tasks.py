@@ -7,13 +7,14 @@ call directly.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 
 from tidings.automation import autopost, webhooks
 from tidings.automation.events import DELIVER_TASK, endpoint_lock
 from tidings.automation.models import WebhookEvent, Webhooks
+from tidings.config import get_settings
 from tidings.core.jobs import defer_in_session, job_app
 from tidings.db import get_database
 
@@ -77,6 +78,28 @@ async def sweep_webhooks(timestamp: int) -> None:
     kicked = await sweep_pending()
     if kicked:
         logger.info("webhook sweep: %d endpoint(s) had due events", kicked)
+
+
+async def purge_old_events() -> int:
+    """Delete delivered and given-up events (and their delivery rows, by cascade) older than
+    ``webhook_retention_days``; pending events are never purged. Returns how many."""
+    cutoff = datetime.now(UTC) - timedelta(days=get_settings().webhook_retention_days)
+    async with get_database().session() as session:
+        result = await session.execute(
+            delete(WebhookEvent)
+            .where(WebhookEvent.status != "pending", WebhookEvent.created_at < cutoff)
+            .returning(WebhookEvent.id)
+        )
+        return len(result.all())
+
+
+@job_app.periodic(cron="41 3 * * *")
+@job_app.task(name="automation.purge_webhook_events", queueing_lock="automation.purge_webhooks")
+async def purge_webhook_events(timestamp: int) -> None:
+    """Daily: forget old delivered and given-up webhook events."""
+    purged = await purge_old_events()
+    if purged:
+        logger.info("%d old webhook event(s) purged", purged)
 
 
 @job_app.task(name="automation.poll_feed", retry=False)
