@@ -3,6 +3,7 @@ contract's), on real PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.channels.factories import make_channel
+from tests.channels.providers.servers.mastodon import FakeMastodon
+from tests.posts.helpers import mastodon_account
 from tests.public_api.conftest import ApiKey
 from tidings.core.enums import CreationMethod, State
 from tidings.posts.models import Post, Tags
@@ -295,3 +298,64 @@ async def test_list_needs_a_range(client: httpx.AsyncClient, api: ApiKey) -> Non
         headers=api.headers,
     )
     assert ancient.status_code == 422 and ancient.json()["field"] == "startDate"
+
+
+async def test_missing_finds_the_published_content_and_release_id_connects_it(
+    allow_private: None, client: httpx.AsyncClient, db: AsyncSession, api: ApiKey
+) -> None:
+    async with FakeMastodon() as masto:
+        account = mastodon_account(masto)
+        channel = await make_channel(
+            db,
+            api.org_id,
+            provider="mastodon",
+            token=account["token"],
+            internal_id=account["internal_id"],
+            custom=json.loads(account["custom_instance_details"]),
+        )
+        # The status is on the instance, but the post never got its id (an unknown outcome).
+        async with httpx.AsyncClient() as http:
+            posted = await http.post(
+                masto.url("/api/v1/statuses"),
+                json={"status": "Did this go out?"},
+                headers={"Authorization": f"Bearer {account['token']}"},
+            )
+        status = posted.json()
+        post = Post(
+            organization_id=api.org_id,
+            integration_id=channel.id,
+            group="unknown-outcome",
+            content="Did this go out?",
+            publish_date=datetime.now(UTC) - timedelta(minutes=1),
+            state=State.ERROR,
+            release_id="missing",
+        )
+        other = Post(
+            organization_id=api.org_id,
+            integration_id=channel.id,
+            group="never-sent",
+            content="Not on the instance",
+            publish_date=datetime.now(UTC) - timedelta(minutes=1),
+            state=State.ERROR,
+        )
+        db.add_all([post, other])
+        await db.flush()
+
+        assert (
+            await client.get(f"{BASE}/analytics/post/{post.id}", headers=api.headers)
+        ).json() == {"missing": True}
+        found = await client.get(f"{BASE}/posts/{post.id}/missing", headers=api.headers)
+        assert found.status_code == 200, found.text
+        assert found.json() == [{"id": status["id"], "url": status["url"]}]
+        nothing = await client.get(f"{BASE}/posts/{other.id}/missing", headers=api.headers)
+        assert nothing.json() == []
+
+        connected = await client.put(
+            f"{BASE}/posts/{post.id}/release-id",
+            json={"releaseId": status["id"]},
+            headers=api.headers,
+        )
+        assert connected.status_code == 200 and connected.json()["releaseId"] == status["id"]
+        assert (
+            await client.get(f"{BASE}/posts/{post.id}/missing", headers=api.headers)
+        ).json() == []
