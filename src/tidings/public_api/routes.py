@@ -357,7 +357,9 @@ async def change_status(
     return result
 
 
-@v1.get("/posts/{id}/missing", response_model=list[MissingItem], responses=errors(400, 404, 502))
+@v1.get(
+    "/posts/{id}/missing", response_model=list[MissingItem], responses=errors(400, 404, 429, 502)
+)
 async def missing_content(id: PostId, caller: ApiKeyOrg, db: DbSession) -> list[MissingItem]:
     """Platform content that may be this post, when it was published without a platform id."""
     return await posts_extra.missing_content(db, caller.organization_id, id)
