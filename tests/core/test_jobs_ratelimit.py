@@ -107,3 +107,16 @@ async def test_rate_limit_counts_across_transactions_and_answers_retry_after(
     await ratelimit.hit(
         fresh_database, "login:ip:1.2.3.4", limit=3, window_seconds=60, now=much_later
     )
+
+
+async def test_jobs_can_be_reopened_in_one_process(fresh_database: Database) -> None:
+    for _ in range(2):
+        pool = await open_jobs(fresh_database.url, max_size=2)
+        try:
+            async with fresh_database.session() as session:
+                await defer_in_session(session, "core.housekeeping", timestamp=0)
+            # The app's own connection (not the session's) must be the live pool.
+            job = await job_app.job_manager.list_jobs_async()
+            assert job
+        finally:
+            await close_jobs(pool)

@@ -61,10 +61,16 @@ async def open_jobs(database_url: str, *, max_size: int = 10) -> AsyncConnection
 
 
 async def close_jobs(pool: AsyncConnectionPool | None) -> None:
-    """Disconnect the job app."""
+    """Disconnect the job app, so that a later :func:`open_jobs` starts afresh."""
     await job_app.close_async()
     if pool is not None:
         await pool.close()
+    # Procrastinate leaves a pool it was given in place on close (it does not own it); forget it,
+    # or the next open_jobs of this process would silently keep using the closed one.
+    connector = job_app.connector
+    if isinstance(connector, procrastinate.PsycopgConnector):
+        connector._async_pool = None
+        connector._pool_externally_set = False
 
 
 def load_tasks() -> None:
