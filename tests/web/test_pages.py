@@ -126,10 +126,21 @@ async def test_pages_render_for_the_callers_organization_only(
         "/settings/team",
         "/settings/api-key",
         "/notifications",
+        "/settings/webhooks",
+        "/settings/autopost",
+        "/settings/signatures",
+        "/settings/sets",
+        "/media",
+        "/calendar",
+        "/calendar?view=month",
+        "/calendar?view=day&date=2024-03-31",
+        "/calendar?view=list&date=not-a-date",
+        "/compose",
     ):
         response = await client.get(path)
         assert response.status_code == 200, path
         assert other_tenant.email not in response.text
+        assert "Other Org Channel" not in response.text and "Secret Client" not in response.text
     # Naming the other organization in the cookie does not reach into it.
     client.cookies.set("tidings_org", other_tenant.org_id)
     bounced = await client.get("/channels")

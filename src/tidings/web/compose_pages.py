@@ -25,10 +25,15 @@ from tidings.web.context import Page, render
 router = APIRouter()
 
 
+def provider_names() -> dict[str, str]:
+    """Display names of the providers by identifier."""
+    return {p["identifier"]: p["display_name"] for p in channels_service.list_providers()}
+
+
 async def composer_channels(db: DbSession, org_id: OrgId) -> list[dict[str, Any]]:
     """Every channel with what the composer checks as the user types: its provider's
     counting, its own length limit (which may depend on the account) and media rules."""
-    names = {p["identifier"]: p["display_name"] for p in channels_service.list_providers()}
+    names = provider_names()
     out = []
     for channel in await channels_service.list_channels(db, org_id):
         customer = channels_service.customer_of(channel)
@@ -138,6 +143,6 @@ async def post_page(request: Request, page: Page, db: DbSession, post_id: str) -
         attempts=attempts,
         comments=comments,
         authors=authors,
-        provider_names={p["identifier"]: p["display_name"] for p in channels_service.list_providers()},
+        provider_names=provider_names(),
         state_labels=STATE_LABELS,
     )

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from tidings.accounts.auth import ORG_COOKIE
 from tidings.web import (
     auth_pages,
+    automation_pages,
     calendar_pages,
     channels_pages,
     compose_pages,
@@ -35,6 +36,7 @@ router.include_router(settings_pages.router)
 router.include_router(channels_pages.router)
 router.include_router(calendar_pages.router)
 router.include_router(compose_pages.router)
+router.include_router(automation_pages.router)
 
 
 async def _login_required(request: Request, exc: Exception) -> Response:

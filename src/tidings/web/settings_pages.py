@@ -18,7 +18,7 @@ from tidings.web.context import Page, render
 
 router = APIRouter()
 
-_ZONES = [*sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/")), "UTC"]
+ZONES = [*sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/")), "UTC"]
 
 
 @router.get("/settings")
@@ -34,7 +34,7 @@ async def profile_page(request: Request, page: Page) -> Response:
         request,
         "settings/profile.html",
         page,
-        zones=_ZONES,
+        zones=ZONES,
         min_password=MIN_PASSWORD_LENGTH,
         has_password=page.user.password is not None,
     )

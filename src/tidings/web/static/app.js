@@ -61,6 +61,12 @@
     Array.prototype.forEach.call(form.elements, function (el) {
       if (!el.name || el.disabled || el.name === "csrf_token" || el.dataset.skip !== undefined) return;
       if ((el.type === "radio") && !el.checked) return;
+      if (el.type === "checkbox" && el.dataset.array !== undefined) {
+        // Several checkboxes of one name make a list of the checked values.
+        var list = body[el.name] || (body[el.name] = []);
+        if (el.checked) list.push(el.value);
+        return;
+      }
       var value;
       if (el.type === "checkbox") value = el.checked;
       else if (el.type === "number") value = el.value === "" ? null : Number(el.value);
