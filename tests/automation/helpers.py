@@ -244,11 +244,6 @@ async def running_worker(database: Database, *, concurrency: int = 4) -> AsyncIt
         with contextlib.suppress(asyncio.CancelledError):
             await worker
         await close_jobs(pool)
-        # Procrastinate keeps a closed external pool after close_async (3.x), so the next
-        # open_async would be a no-op on a dead pool: forget it.
-        connector: Any = job_app.connector
-        connector._async_pool = None
-        connector._pool_externally_set = False
 
 
 async def eventually(predicate: Any, *, timeout: float = 10.0, interval: float = 0.05) -> None:
