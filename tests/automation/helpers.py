@@ -119,6 +119,7 @@ class Hook:
     script: list[int] = field(default_factory=list)  # statuses answered first, in order
     default: int = 200
     hang: bool = False
+    body: bytes | None = None  # answered instead of "answered <status>"
 
 
 class Receiver(Loopback):
@@ -159,7 +160,8 @@ class Receiver(Loopback):
         if received.error is not None:
             status = 401
         received.status = status
-        return Response(f"answered {status}", status_code=status)
+        body = hook.body if hook.body is not None else f"answered {status}".encode()
+        return Response(body, status_code=status)
 
     def routes(self) -> list[Route]:
         return [Route("/hook/{name}", self._handle, methods=["POST", "GET"])]

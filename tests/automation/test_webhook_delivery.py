@@ -12,12 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.automation.helpers import Receiver, eventually, running_worker
-from tests.conftest import asgi_client, build_app, make_tenant
+from tests.conftest import Tenant, TransactionalDatabase, asgi_client, build_app, make_tenant
 from tidings.automation.events import emit
 from tidings.automation.models import WebhookDelivery, WebhookEvent, Webhooks
-from tidings.automation.webhooks import generate_secret
+from tidings.automation.webhooks import deliver_endpoint, generate_secret
 from tidings.db import Database
 from tidings.notifications.models import Notifications
 
@@ -202,3 +203,33 @@ async def test_endpoint_disabled_after_consecutive_failed_events(
         assert "disabled" in notes[0].content and receiver.url("down") in notes[0].content
     attempts = await _deliveries(fresh_database, ids[0])
     assert [(d.attempt, d.succeeded) for d in attempts] == [(1, False), (2, False), (3, True)]
+
+
+async def test_any_answer_is_logged_bounded(
+    db: AsyncSession,
+    tenant: Tenant,
+    test_database: TransactionalDatabase,
+    receiver: Receiver,
+    configure: Callable[..., None],
+) -> None:
+    """A binary answer (NUL bytes, invalid UTF-8, megabytes) is logged as a bounded text excerpt
+    instead of making the log write fail (which left the event pending and retried forever)."""
+    configure()
+    hook_id, secret = await _endpoint(test_database, tenant.org_id, receiver.url("bin"))
+    receiver.configure("bin", secret=secret, body=b"\x00ok\xff\x00" + b"y" * 1_000_000)
+    [event_id] = await emit(db, tenant.org_id, "post.published", {"n": 1})
+
+    assert await deliver_endpoint(test_database, hook_id) == 1
+    [attempt] = await _deliveries(test_database, event_id)
+    assert attempt.succeeded and attempt.status_code == 200
+    excerpt = attempt.response_excerpt or ""
+    assert excerpt.startswith("ok\ufffd") and "\x00" not in excerpt
+    assert len(excerpt) <= 2048
+    event = await db.get(WebhookEvent, event_id)
+    assert event is not None and event.status == "delivered"
+
+    # The test action logs such an answer too (it used to fail with a 400).
+    async with asgi_client(build_app(test_database)) as client:
+        tested = await client.post(f"/api/webhooks/{hook_id}/test", headers=tenant.headers)
+    assert tested.status_code == 200, tested.text
+    assert "\x00" not in tested.json()["delivery"]["response_excerpt"]

@@ -182,6 +182,8 @@ async def send_attempt(
                     if len(chunks) >= EXCERPT_BYTES:
                         break
                 excerpt = bytes(chunks[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+                # PostgreSQL text cannot hold NUL: a binary answer must not break the log write.
+                excerpt = excerpt.replace("\x00", "")
             finally:
                 await response.aclose()
     except UnsafeURLError as exc:
