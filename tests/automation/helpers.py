@@ -120,6 +120,7 @@ class Hook:
     default: int = 200
     hang: bool = False
     body: bytes | None = None  # answered instead of "answered <status>"
+    location: str | None = None  # sent as the Location header (with a 3xx status)
 
 
 class Receiver(Loopback):
@@ -161,7 +162,8 @@ class Receiver(Loopback):
             status = 401
         received.status = status
         body = hook.body if hook.body is not None else f"answered {status}".encode()
-        return Response(body, status_code=status)
+        headers = {"location": hook.location} if hook.location else None
+        return Response(body, status_code=status, headers=headers)
 
     def routes(self) -> list[Route]:
         return [Route("/hook/{name}", self._handle, methods=["POST", "GET"])]

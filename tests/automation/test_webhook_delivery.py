@@ -233,3 +233,29 @@ async def test_any_answer_is_logged_bounded(
         tested = await client.post(f"/api/webhooks/{hook_id}/test", headers=tenant.headers)
     assert tested.status_code == 200, tested.text
     assert "\x00" not in tested.json()["delivery"]["response_excerpt"]
+
+
+async def test_redirects_are_not_followed(
+    db: AsyncSession,
+    tenant: Tenant,
+    test_database: TransactionalDatabase,
+    receiver: Receiver,
+    configure: Callable[..., None],
+) -> None:
+    """A 3xx is a failed attempt (Standard Webhooks): following a 302 turned the POST into a
+    bodiless GET that the target could answer 200, and the event counted as delivered."""
+    configure(webhook_max_attempts=1)
+    hook_id, secret = await _endpoint(test_database, tenant.org_id, receiver.url("moved"))
+    for status in (302, 307):
+        receiver.configure("moved", secret=secret, default=status, location=receiver.url("new"))
+        [event_id] = await emit(db, tenant.org_id, "post.published", {"status": status})
+        assert await deliver_endpoint(test_database, hook_id) == 0
+        [attempt] = await _deliveries(test_database, event_id)
+        assert not attempt.succeeded
+        assert attempt.error is not None and "redirect" in attempt.error
+        event = await db.get(WebhookEvent, event_id)
+        assert event is not None
+        await db.refresh(event)
+        assert event.status == "failed"
+    assert len(receiver.of("moved")) == 2
+    assert receiver.of("new") == []

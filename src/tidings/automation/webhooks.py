@@ -169,7 +169,9 @@ async def send_attempt(
                 "POST",
                 url,
                 allow_private=settings.allow_private_urls,
-                max_redirects=3,
+                # Standard Webhooks: a 3xx is a failure. Following it would turn a 302/303 into a
+                # bodiless GET that could be answered 200 and count as delivered.
+                max_redirects=0,
                 stream=True,
                 content=body.encode(),
                 headers=headers,
@@ -187,7 +189,10 @@ async def send_attempt(
             finally:
                 await response.aclose()
     except UnsafeURLError as exc:
-        error = f"refused by the URL guard: {exc}"
+        if str(exc).startswith("too many redirects"):
+            error = "the endpoint answered with a redirect, which is not followed: use its target"
+        else:
+            error = f"refused by the URL guard: {exc}"
     except (TimeoutError, httpx.TimeoutException):
         error = f"no answer within {timeout:g} seconds"
     except httpx.HTTPError as exc:
