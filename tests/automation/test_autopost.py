@@ -193,6 +193,26 @@ async def test_silent_feed_times_out(
     assert result.error == "the feed did not answer within 0.5 seconds"
 
 
+async def test_the_url_guard_applies_at_every_read(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    db: AsyncSession,
+    test_database: TransactionalDatabase,
+    feeds: FeedServer,
+    configure: Callable[..., None],
+) -> None:
+    """A feed URL that passed when saved is checked again at each read."""
+    configure()  # private addresses allowed while the feed is saved
+    channel = await make_channel(db, tenant.org_id)
+    feeds.feeds["lan"] = Feed(rss([Entry(1)]))
+    feed_id = await _create_feed(client, tenant, feeds.url("lan"), [channel.id])
+    configure(allow_private_urls="false")
+    result = await autopost.poll(test_database, feed_id)
+    assert result.status == "error"
+    assert result.error is not None and result.error.startswith("the feed URL is not allowed")
+    assert feeds.requests == []
+
+
 async def test_broken_feeds_do_not_stop_the_others(
     fresh_database: Database, feeds: FeedServer, configure: Callable[..., None]
 ) -> None:

@@ -259,3 +259,33 @@ async def test_redirects_are_not_followed(
         assert event.status == "failed"
     assert len(receiver.of("moved")) == 2
     assert receiver.of("new") == []
+
+
+async def test_the_url_guard_applies_at_delivery_time(
+    db: AsyncSession,
+    tenant: Tenant,
+    test_database: TransactionalDatabase,
+    receiver: Receiver,
+    configure: Callable[..., None],
+) -> None:
+    """A URL that passed when saved is checked again at each attempt (the setting may have
+    changed, a name may resolve elsewhere now): nothing reaches a private address."""
+    configure()  # private addresses allowed while the endpoint is saved
+    async with asgi_client(build_app(test_database)) as client:
+        body = {"url": receiver.url("lan"), "events": ["post.published"]}
+        created = await client.post("/api/webhooks", json=body, headers=tenant.headers)
+        assert created.status_code == 201, created.text
+        hook_id = created.json()["id"]
+        [event_id] = await emit(db, tenant.org_id, "post.published", {"n": 1})
+
+        configure(allow_private_urls="false")
+        assert await deliver_endpoint(test_database, hook_id) == 0
+        [attempt] = await _deliveries(test_database, event_id)
+        assert not attempt.succeeded and attempt.status_code is None
+        assert attempt.error is not None
+        assert attempt.error.startswith("refused by the URL guard") and "loopback" in attempt.error
+
+        tested = await client.post(f"/api/webhooks/{hook_id}/test", headers=tenant.headers)
+        assert tested.status_code == 200
+        assert tested.json()["delivery"]["error"].startswith("refused by the URL guard")
+    assert receiver.received == []
