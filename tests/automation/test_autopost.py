@@ -213,6 +213,31 @@ async def test_the_url_guard_applies_at_every_read(
     assert feeds.requests == []
 
 
+async def test_nul_bytes_in_a_feed_are_dropped(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    db: AsyncSession,
+    test_database: TransactionalDatabase,
+    feeds: FeedServer,
+    configure: Callable[..., None],
+) -> None:
+    """feedparser lets NUL bytes through; PostgreSQL text refuses them, which
+    made every poll of such a feed fail without a trace (no last_run, no error, no notice)."""
+    configure()
+    channel = await make_channel(db, tenant.org_id)
+    doc = rss([Entry(1, title="Bad\x00title", description="a\x00b")]).replace(
+        b"urn:example:1", b"urn:\x00example:1"
+    )
+    feeds.feeds["nul"] = Feed(doc)
+    feed_id = await _create_feed(client, tenant, feeds.url("nul"), [channel.id], post_existing=True)
+    result = await autopost.poll(test_database, feed_id)
+    assert (result.status, result.new_items, result.posts_created) == ("ok", 1, 1)
+    [post] = await _posts(db, tenant.org_id)
+    assert post.content.startswith("Badtitle — ab") and "\x00" not in post.content
+    again = await autopost.poll(test_database, feed_id)
+    assert (again.status, again.new_items) == ("ok", 0)
+
+
 async def test_broken_feeds_do_not_stop_the_others(
     fresh_database: Database, feeds: FeedServer, configure: Callable[..., None]
 ) -> None:

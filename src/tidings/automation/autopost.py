@@ -116,11 +116,12 @@ def strip_html(text: str) -> str:
         plain = "".join(parser.parts)
     except Exception:  # HTMLParser is lenient; this is a last line of defence
         plain = re.sub(r"<[^>]*>", " ", html.unescape(text))
-    return _SPACES.sub(" ", plain).strip()
+    return _SPACES.sub(" ", plain.replace("\x00", "")).strip()
 
 
 def _item_key(entry: Any, title: str, description: str) -> str:
-    key = str(entry.get("id") or entry.get("guid") or entry.get("link") or "").strip()
+    key = str(entry.get("id") or entry.get("guid") or entry.get("link") or "")
+    key = key.replace("\x00", "").strip()  # feedparser keeps NUL; PostgreSQL text cannot
     if not key:
         key = "sha256:" + hashlib.sha256(f"{title}\n{description}".encode()).hexdigest()
     if len(key) > MAX_KEY_LENGTH:
@@ -151,7 +152,7 @@ def parse_feed(content: bytes, *, url: str, content_type: str | None = None) -> 
             raw = entry["content"][0].get("value") or ""
         description = strip_html(str(raw))
         author = strip_html(str(entry.get("author") or ""))
-        link = str(entry.get("link") or "").strip()
+        link = str(entry.get("link") or "").replace("\x00", "").strip()
         if not (title or description or link):
             continue  # nothing to post (a broken or empty entry)
         items.append(
