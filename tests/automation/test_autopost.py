@@ -21,6 +21,7 @@ from tidings.core.enums import CreationMethod, State
 from tidings.db import Database
 from tidings.notifications.models import Notifications
 from tidings.posts.models import Post
+from tidings.posts.schemas import MAX_CONTENT
 
 TEMPLATE = "{{title}} — {{description}} {{url}}"
 
@@ -236,6 +237,29 @@ async def test_nul_bytes_in_a_feed_are_dropped(
     assert post.content.startswith("Badtitle — ab") and "\x00" not in post.content
     again = await autopost.poll(test_database, feed_id)
     assert (again.status, again.new_items) == ("ok", 0)
+
+
+async def test_a_huge_article_fits_the_longest_channels(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    db: AsyncSession,
+    test_database: TransactionalDatabase,
+    feeds: FeedServer,
+    configure: Callable[..., None],
+) -> None:
+    """Slack allows more text than a post may hold: the text is cut to the post's own limit
+    instead of the poll failing (and failing again at every poll) on the posts' validation."""
+    configure()
+    channel = await make_channel(db, tenant.org_id, identifier="slack")
+    feeds.feeds["long"] = Feed(rss([Entry(1, description="word " * 40_000)]))
+    feed_id = await _create_feed(
+        client, tenant, feeds.url("long"), [channel.id], post_existing=True
+    )
+    result = await autopost.poll(test_database, feed_id)
+    assert (result.status, result.new_items, result.posts_created) == ("ok", 1, 1)
+    [post] = await _posts(db, tenant.org_id)
+    assert len(post.content) <= MAX_CONTENT
+    assert post.content.endswith("… https://blog.example.com/articles/1")
 
 
 async def test_broken_feeds_do_not_stop_the_others(

@@ -57,6 +57,7 @@ from tidings.core.tenancy import OrgId, get_owned, select_owned
 from tidings.core.urlguard import UnsafeURLError, guarded_request
 from tidings.db import Database
 from tidings.notifications.service import notify
+from tidings.posts.schemas import MAX_CONTENT
 
 logger = logging.getLogger("tidings.automation.autopost")
 
@@ -208,13 +209,18 @@ def render_for_channel(
 ) -> str:
     """The template rendered to fit ``max_length`` (in the channel's own counting): the URL is
     never cut; the description is shortened first, then the title, each with an ellipsis."""
+
+    def fits(text: str) -> bool:
+        # A post's own cap binds too: some channels (Slack) allow more than a post may hold.
+        return len(text) <= MAX_CONTENT and text_length(text) <= max_length
+
     rendered = render(template, item)
-    if text_length(rendered) <= max_length:
+    if fits(rendered):
         return rendered
 
     def fits_description(description: str) -> bool:
         candidate = FeedItem(item.key, item.title, item.url, description, item.author)
-        return text_length(render(template, candidate)) <= max_length
+        return fits(render(template, candidate))
 
     description = _longest_fitting(item.description, fits_description)
     if description is not None:
@@ -222,14 +228,14 @@ def render_for_channel(
 
     def fits_title(title: str) -> bool:
         candidate = FeedItem(item.key, title, item.url, "", item.author)
-        return text_length(render(template, candidate)) <= max_length
+        return fits(render(template, candidate))
 
     title = _longest_fitting(item.title, fits_title)
     if title is not None:
         return render(template, FeedItem(item.key, title, item.url, "", item.author))
     # Even the bare template with the URL is too long: keep what fits (the URL may suffer).
     bare = render(template, FeedItem(item.key, "", item.url, "", ""))
-    cut = _longest_fitting(bare, lambda c: text_length(c) <= max_length, at_word=False)
+    cut = _longest_fitting(bare, fits, at_word=False)
     return cut or ""
 
 
