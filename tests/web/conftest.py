@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from playwright.async_api import expect
 
 from tidings.config import get_settings
 from tidings.db import Database
@@ -31,6 +32,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+# Other suites may share the two cores: give pages time before an expectation fails.
+expect.set_options(timeout=10_000)
+
 #: The zone the browser reports (not UTC, so a wrong conversion shows).
 BROWSER_TIMEZONE = "Asia/Tokyo"
 
@@ -133,6 +137,26 @@ async def live(
         get_settings.cache_clear()
 
 
+def watch(context: Any) -> list[str]:
+    """Collect JavaScript errors and Content-Security-Policy refusals of every page of
+    ``context`` (assert the list is empty at the end)."""
+    problems: list[str] = []
+
+    def attach(page: Any) -> None:
+        page.on("pageerror", lambda exc: problems.append(f"{page.url}: {exc}"))
+        page.on(
+            "console",
+            lambda msg: (
+                problems.append(f"{page.url}: {msg.text}")
+                if msg.type == "error" and "Content Security Policy" in msg.text
+                else None
+            ),
+        )
+
+    context.on("page", attach)
+    return problems
+
+
 @pytest.fixture
 async def context(browser: Any, live: LiveApp) -> AsyncIterator[Any]:
     """A fresh browser profile (no cookies) on the live app, desktop-sized."""
@@ -143,17 +167,15 @@ async def context(browser: Any, live: LiveApp) -> AsyncIterator[Any]:
         locale="en-GB",
     )
     ctx.set_default_timeout(10_000)
+    problems = watch(ctx)
     yield ctx
     await ctx.close()
+    assert not problems, f"JavaScript errors or CSP refusals: {problems}"
 
 
 @pytest.fixture
-async def page(context: Any) -> AsyncIterator[Any]:
-    tab = await context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield tab
-    assert not errors, f"JavaScript errors on the page: {errors}"
+async def page(context: Any) -> Any:
+    return await context.new_page()
 
 
 async def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:

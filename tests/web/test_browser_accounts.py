@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from tests.channels.providers.servers.bluesky import FakeBluesky
 from tests.channels.providers.servers.mastodon import FakeMastodon
-from tests.web.conftest import BROWSER_TIMEZONE, LiveApp, screenshot
+from tests.web.conftest import BROWSER_TIMEZONE, LiveApp, screenshot, watch
 from tidings.accounts.models import User
 from tidings.channels.models import Integration
 
@@ -160,6 +160,7 @@ async def test_phone_width_and_organization_switch(browser: Any, live: LiveApp) 
     ctx = await browser.new_context(
         base_url=live.url, viewport={"width": 390, "height": 844}, timezone_id="Europe/Paris"
     )
+    problems = watch(ctx)
     try:
         page = await ctx.new_page()
         await sign_up(page, "pat@example.com", name="Pat", org="First Org")
@@ -189,3 +190,4 @@ async def test_phone_width_and_organization_switch(browser: Any, live: LiveApp) 
         assert width <= 390
     finally:
         await ctx.close()
+    assert not problems, problems

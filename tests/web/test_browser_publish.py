@@ -18,7 +18,7 @@ from playwright.async_api import expect
 from sqlalchemy import select
 
 from tests.channels.providers.servers.mastodon import FakeMastodon
-from tests.web.conftest import LiveApp, screenshot
+from tests.web.conftest import LiveApp, screenshot, watch
 from tests.web.test_browser_accounts import sign_up
 from tidings.core.enums import State
 from tidings.posts.models import Post
@@ -85,10 +85,9 @@ async def test_compose_drag_and_publish(browser: Any, live: LiveApp) -> None:
         base_url=live.url, viewport={"width": 1400, "height": 950}, timezone_id=zone.key
     )
     context.set_default_timeout(10_000)
-    errors: list[str] = []
+    errors = watch(context)
     try:
         page = await context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
         await sign_up(page, "maya@example.com", name="Maya", org="Maya Media")
         async with FakeMastodon() as masto:
             await connect_mastodon(page, masto)

@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import expect
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.channels.factories import make_channel
 from tests.conftest import Tenant, make_tenant
-from tests.web.conftest import LiveApp, screenshot
+from tests.web.conftest import LiveApp, screenshot, watch
+from tidings.accounts.models import User
 from tidings.channels.providers import all_providers
 from tidings.channels.providers.bluesky import grapheme_count
 from tidings.channels.providers.mastodon import mastodon_length
@@ -100,18 +101,27 @@ async def _channels(live: LiveApp, tenant: Tenant) -> tuple[str, str]:
         return sky.id, x.id
 
 
-async def _context(browser: Any, live: LiveApp, tenant: Tenant, zone: str = "Europe/Paris") -> Any:
+async def _context(
+    browser: Any, live: LiveApp, tenant: Tenant, zone: str = "Europe/Paris"
+) -> tuple[Any, list[str]]:
+    """A browser signed in as ``tenant`` whose zone the user already has (the first-visit
+    detection, which reloads the page once, is the sign-up test's business)."""
+    async with live.database.session() as session:
+        await session.execute(
+            update(User).where(User.id == tenant.user_id).values(timezone_name=zone)
+        )
     context = await browser.new_context(
         base_url=live.url, viewport={"width": 1400, "height": 950}, timezone_id=zone
     )
     context.set_default_timeout(10_000)
+    problems = watch(context)
     await context.add_cookies(
         [
             {"name": "tidings_session", "value": tenant.token, "url": live.url},
             {"name": "tidings_org", "value": tenant.org_id, "url": live.url},
         ]
     )
-    return context
+    return context, problems
 
 
 async def _posts(live: LiveApp, org_id: str) -> list[Post]:
@@ -125,7 +135,7 @@ async def _posts(live: LiveApp, org_id: str) -> list[Post]:
 async def test_over_length_is_red_and_cannot_be_scheduled(browser: Any, live: LiveApp) -> None:
     tenant = await make_tenant(live.database, org_name="Counting Co")
     sky_id, x_id = await _channels(live, tenant)
-    context = await _context(browser, live, tenant)
+    context, problems = await _context(browser, live, tenant)
     try:
         page = await context.new_page()
         await page.goto("/compose")
@@ -165,8 +175,30 @@ async def test_over_length_is_red_and_cannot_be_scheduled(browser: Any, live: Li
         contents = {r.integration_id: r.content for r in rows}
         assert contents == {sky_id: "日本語" * 50, x_id: "日本語" * 10}
         assert {r.state for r in rows} == {State.QUEUE}
+
+        # Editing the group opens the same composer, with X's own text kept apart.
+        await page.locator(".post-chip").first.click()
+        await page.get_by_role("dialog").get_by_role("link", name="Edit").click()
+        await page.wait_for_url("**/compose?group=*")
+        await expect(page.get_by_role("heading", name="Edit post")).to_be_visible()
+        await expect(page.locator(f"#pick-{sky_id}")).to_be_checked()
+        await expect(page.get_by_label("Use different text on X Alice")).to_be_checked()
+        await expect(page.get_by_label("Post text on X Alice", exact=True)).to_have_value(
+            "日本語" * 10
+        )
+        await page.get_by_label("Post text", exact=True).fill("Edited for Bluesky")
+        await page.get_by_role("button", name="Update").click()
+        await page.wait_for_url("**/calendar?view=week*")
+        edited = await _posts(live, tenant.org_id)
+        assert {r.id for r in edited} == {r.id for r in rows}
+        assert {r.integration_id: r.content for r in edited} == {
+            sky_id: "Edited for Bluesky",
+            x_id: "日本語" * 10,
+        }
+        assert {r.group for r in edited} == {rows[0].group}
     finally:
         await context.close()
+    assert not problems, problems
 
 
 async def _tab_to(page: Any, selector: str, *, limit: int = 80) -> None:
@@ -181,7 +213,7 @@ async def _tab_to(page: Any, selector: str, *, limit: int = 80) -> None:
 async def test_scheduling_with_the_keyboard_alone(browser: Any, live: LiveApp) -> None:
     tenant = await make_tenant(live.database, org_name="Keys Ltd")
     sky_id, _ = await _channels(live, tenant)
-    context = await _context(browser, live, tenant, zone="America/New_York")
+    context, problems = await _context(browser, live, tenant, zone="America/New_York")
     try:
         page = await context.new_page()
         await page.goto("/calendar")
@@ -213,6 +245,7 @@ async def test_scheduling_with_the_keyboard_alone(browser: Any, live: LiveApp) -
         await expect(peek).to_be_hidden()
     finally:
         await context.close()
+    assert not problems, problems
 
 
 async def _schedule(live: LiveApp, tenant: Tenant, channel_id: str, text: str) -> str:
@@ -238,7 +271,7 @@ async def test_another_organizations_posts_never_appear(browser: Any, live: Live
     (their_post,) = [
         p for p in await _posts(live, theirs.org_id) if p.integration_id == their_channel
     ]
-    context = await _context(browser, live, mine)
+    context, problems = await _context(browser, live, mine)
     try:
         page = await context.new_page()
         for view in ("week", "month", "day", "list"):
@@ -269,3 +302,4 @@ async def test_another_organizations_posts_never_appear(browser: Any, live: Live
         assert their_channel not in await page.content()
     finally:
         await context.close()
+    assert not problems, problems

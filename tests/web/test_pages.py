@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -156,3 +157,95 @@ async def test_invite_and_reset_pages_explain_bad_links(client: httpx.AsyncClien
     assert (await client.get("/forgot-password")).status_code == 200
     signup = await client.get("/signup")
     assert signup.status_code == 200 and 'data-api="/api/auth/register"' in signup.text
+
+
+async def test_failed_post_shows_the_platform_message_and_the_badge_counts(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from tidings.accounts.models import User
+    from tidings.core.enums import State
+    from tidings.core.tenancy import OrgId
+    from tidings.notifications.service import notify
+    from tidings.posts import service as posts_service
+    from tidings.posts.models import Post
+    from tidings.posts.schemas import CreatePostsRequest
+
+    channel = Integration(
+        organization_id=tenant.org_id,
+        internal_id="m-1",
+        name="Masto Max",
+        provider_identifier="mastodon",
+        type="social",
+        token="t",
+    )
+    db.add(channel)
+    await db.flush()
+    when = datetime.now(UTC) + timedelta(hours=1)
+    created = await posts_service.create_posts(
+        db,
+        OrgId(tenant.org_id),
+        CreatePostsRequest.model_validate(
+            {
+                "type": "draft",
+                "date": when.isoformat(),
+                "posts": [{"integration": {"id": channel.id}, "value": [{"content": "Hi <b>"}]}],
+            }
+        ),
+    )
+    post_id = created.posts[0].post_id
+    message = "Validation failed: Text character limit of 500 exceeded"
+    await db.execute(
+        update(Post).where(Post.id == post_id).values(state=State.ERROR, error=message)
+    )
+    await notify(db, tenant.org_id, "A post failed on Masto Max", link=f"/posts/{post_id}")
+    # One transaction has one clock: read "before" the notification explicitly.
+    await db.execute(
+        update(User)
+        .where(User.id == tenant.user_id)
+        .values(last_read_notifications=datetime.now(UTC) - timedelta(days=1))
+    )
+    await db.flush()
+    await _sign_in_cookie(client, tenant)
+
+    calendar = await client.get(f"/calendar?view=week&date={when.date().isoformat()}")
+    assert calendar.status_code == 200
+    assert f'title="{message}"' in calendar.text and "state-error" in calendar.text
+    # Post content is escaped, never markup.
+    assert "Hi &lt;b&gt;" in calendar.text and "Hi <b>" not in calendar.text
+    assert 'aria-label="Notifications, 1 unread"' in calendar.text
+    assert '<span class="badge" data-unread>1</span>' in calendar.text
+
+    page = await client.get(f"/posts/{post_id}")
+    assert page.status_code == 200
+    assert "Mastodon said:</strong> " + message in page.text
+
+    notes = await client.get("/notifications")
+    assert "A post failed on Masto Max" in notes.text and f'href="/posts/{post_id}"' in notes.text
+    token = _csrf(notes.text)
+    assert (
+        await client.post("/api/notifications/mark-read", headers={"X-CSRF-Token": token})
+    ).status_code == 200
+    again = await client.get("/calendar")
+    assert 'aria-label="Notifications"' in again.text and "data-unread" not in again.text
+
+
+async def test_sign_in_page_offers_the_configured_oauth_providers(
+    test_database: Any, monkeypatch: Any
+) -> None:
+    from tests.conftest import asgi_client, build_app
+    from tidings.config import get_settings
+
+    monkeypatch.setenv("TIDINGS_GITHUB_CLIENT_ID", "gh-client")
+    monkeypatch.setenv("TIDINGS_GITHUB_CLIENT_SECRET", "gh-secret")
+    try:
+        async with asgi_client(build_app(test_database)) as client:
+            page = await client.get("/login?next=/calendar")
+        assert 'href="/api/auth/oauth/github/start?next=/calendar"' in page.text
+        assert "Continue with GitHub" in page.text
+    finally:
+        monkeypatch.delenv("TIDINGS_GITHUB_CLIENT_ID")
+        get_settings.cache_clear()

@@ -163,7 +163,12 @@
     element.dispatchEvent(event);
     if (event.defaultPrevented) return;
     if (how === "reload") { location.reload(); return; }
-    if (how.indexOf("redirect:") === 0) { location.assign(how.slice(9)); return; }
+    if (how.indexOf("redirect:") === 0) {
+      // A new account takes the browser's time zone before its first page is drawn.
+      if (element.dataset.api === "/api/auth/register") await rememberTimezone(true);
+      location.assign(how.slice(9));
+      return;
+    }
     if (how.indexOf("message") === 0) {
       var text = how.indexOf(":") > 0 ? how.slice(how.indexOf(":") + 1) : (data && data.message) || "Done.";
       var box = element.querySelector(".form-success");
@@ -360,9 +365,10 @@
 
   /* ---- page start --------------------------------------------------------------------- */
 
-  async function rememberTimezone() {
+  async function rememberTimezone(now) {
     var zone;
     try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { return; }
+    if (now) { if (zone) await api("PATCH", "/api/me", { timezone_name: zone }); return; }
     document.querySelectorAll("[data-browser-timezone]").forEach(function (el) { el.textContent = zone || "unknown"; });
     var body = document.body;
     if (!zone || body.dataset.timezoneSet !== "no") return;
