@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import regex
 
 from tests.automation.feeds import Entry, atom, rss
 from tidings.automation.autopost import (
@@ -15,6 +16,9 @@ from tidings.automation.autopost import (
     strip_html,
 )
 from tidings.channels.models import Integration
+from tidings.channels.providers.base import PostPart
+from tidings.channels.providers.bluesky import grapheme_count
+from tidings.channels.providers.x import weighted_length
 from tidings.channels.service import provider_for
 
 URL = "https://blog.example.com/feed"
@@ -125,3 +129,62 @@ async def test_each_channel_gets_its_own_limit() -> None:
         assert text.endswith(ITEM.url), identifier
         if identifier == "linkedin":
             assert "…" not in text  # everything fits
+
+
+FAMILY = "👨\u200d👩\u200d👧\u200d👦"  # one grapheme, seven code points
+
+
+def _channel(identifier: str) -> Integration:
+    return Integration(
+        organization_id="o",
+        internal_id="i",
+        name="n",
+        provider_identifier=identifier,
+        type="social",
+        token="t",
+        additional_settings=[],
+    )
+
+
+@pytest.mark.parametrize("offset", range(8))
+def test_truncation_never_splits_a_grapheme(offset: int) -> None:
+    """Counting code points (Mastodon, LinkedIn...) must not cut an emoji or an accented
+    letter in half (a dangling joiner or half a flag shows as garbage)."""
+    description = "x" * offset + (FAMILY + "e\u0301🇫🇷") * 200
+    item = FeedItem(key="k", title="T", url="https://e.com/a", description=description, author="")
+    text = render_for_channel(
+        "{{title}} {{description}} {{url}}", item, max_length=300, text_length=len
+    )
+    assert len(text) <= 300 and text.endswith("… https://e.com/a")
+    kept = text.removeprefix("T ").removesuffix("… https://e.com/a")
+    clusters = regex.findall(r"\X", description)
+    assert kept == "".join(clusters[: len(regex.findall(r"\X", kept))]), repr(kept[-10:])
+
+
+async def test_x_counts_weighted_characters() -> None:
+    """X counts CJK characters and emoji as two and any link as 23."""
+    item = FeedItem(
+        key="k", title="新しい記事", url=ITEM.url, description="漢字のテキスト" * 100, author=""
+    )
+    channel = _channel("x")
+    text = content_for(channel, "{{title}} {{description}} {{url}}", item)
+    assert 270 < weighted_length(text) <= 280
+    kept = text.split(" ", 1)[1].split("…")[0]
+    assert 120 < len(kept) < 135  # about (280 - 23 - 12) / 2; code points would keep ~190
+    assert text.endswith(ITEM.url)
+
+
+async def test_bluesky_counts_graphemes_within_its_byte_cap() -> None:
+    """Bluesky counts graphemes (300) and also caps the text at 3000 bytes: text made of long
+    emoji sequences must respect both, or the post is refused."""
+    item = FeedItem(key="k", title="Family", url=ITEM.url, description=FAMILY * 400, author="")
+    channel = _channel("bluesky")
+    text = content_for(channel, "{{title}} {{description}} {{url}}", item)
+    provider = provider_for(channel)
+    assert provider.validate([PostPart(content=text)]) == []
+    assert len(text.encode()) <= 3000 and grapheme_count(text) <= 300
+    assert text.startswith("Family " + FAMILY) and text.endswith("… " + ITEM.url)
+    # Plain text is cut at 300 graphemes, not at 300 code points.
+    accents = FeedItem(key="k", title="T", url=ITEM.url, description="e\u0301" * 400, author="")
+    cut = content_for(channel, "{{title}} {{description}} {{url}}", accents)
+    assert grapheme_count(cut) == 300 and len(cut) > 300

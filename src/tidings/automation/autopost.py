@@ -39,6 +39,7 @@ from typing import Any
 
 import feedparser
 import httpx
+import regex
 from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,6 +50,7 @@ from tidings.automation.models import AutoPost, AutoPostItem
 from tidings.automation.schemas import AutoPostCreate, AutoPostRead, AutoPostUpdate, PollResult
 from tidings.automation.service import check_channels, check_user_url
 from tidings.channels.models import Integration
+from tidings.channels.providers.base import PostPart
 from tidings.channels.service import credentials_of, provider_for
 from tidings.config import get_settings
 from tidings.core.errors import BadRequest, Conflict, TidingsError
@@ -67,6 +69,7 @@ MAX_KEY_LENGTH = 500
 ELLIPSIS = "…"
 _PLACEHOLDER = re.compile(r"\{\{\s*(title|url|description|author)\s*\}\}")
 _SPACES = re.compile(r"\s+")
+_GRAPHEME = regex.compile(r"\X")
 
 
 class FeedError(Exception):
@@ -184,14 +187,16 @@ def render(template: str, item: FeedItem) -> str:
 
 
 def _longest_fitting(text: str, fits: Callable[[str], bool], *, at_word: bool = True) -> str | None:
-    """The longest prefix of ``text`` (with an ellipsis) such that ``fits``; None if none."""
+    """The longest prefix of ``text`` (with an ellipsis) such that ``fits``; None if none.
+    Cuts only between graphemes: never through an emoji sequence, a flag or an accent."""
     if fits(text):
         return text
-    low, high = 0, len(text)  # fits(prefix(low)) is unknown; search the largest n that fits
+    ends = [match.end() for match in _GRAPHEME.finditer(text)]
+    low, high = 0, len(ends)  # search the largest number of graphemes that fits
     best: str | None = None
     while low <= high:
         mid = (low + high) // 2
-        candidate = text[:mid].rstrip() + ELLIPSIS if mid else ""
+        candidate = text[: ends[mid - 1]].rstrip() + ELLIPSIS if mid else ""
         if fits(candidate):
             best, low = candidate, mid + 1
         else:
@@ -205,14 +210,24 @@ def _longest_fitting(text: str, fits: Callable[[str], bool], *, at_word: bool = 
 
 
 def render_for_channel(
-    template: str, item: FeedItem, *, max_length: int, text_length: Callable[[str], int]
+    template: str,
+    item: FeedItem,
+    *,
+    max_length: int,
+    text_length: Callable[[str], int],
+    accept: Callable[[str], bool] | None = None,
 ) -> str:
-    """The template rendered to fit ``max_length`` (in the channel's own counting): the URL is
-    never cut; the description is shortened first, then the title, each with an ellipsis."""
+    """The template rendered to fit ``max_length`` (in the channel's own counting) and pass
+    ``accept`` (the channel's other length rules): the URL is never cut; the description is
+    shortened first, then the title, each with an ellipsis."""
 
     def fits(text: str) -> bool:
         # A post's own cap binds too: some channels (Slack) allow more than a post may hold.
-        return len(text) <= MAX_CONTENT and text_length(text) <= max_length
+        return (
+            len(text) <= MAX_CONTENT
+            and text_length(text) <= max_length
+            and (accept is None or accept(text))
+        )
 
     rendered = render(template, item)
     if fits(rendered):
@@ -324,11 +339,19 @@ async def usable_channels(session: AsyncSession, feed: AutoPost) -> list[Integra
 def content_for(channel: Integration, template: str, item: FeedItem) -> str:
     """The post text for one channel, fitted to its provider's length rule."""
     provider = provider_for(channel)
+    credentials = credentials_of(channel)
+
+    def within_rules(text: str) -> bool:
+        # The provider's own length rules beyond its count (Bluesky also caps the bytes).
+        violations = provider.validate([PostPart(content=text)], credentials=credentials)
+        return not any(v.code == "too_long" for v in violations)
+
     return render_for_channel(
         template,
         item,
-        max_length=provider.max_length(credentials_of(channel)),
+        max_length=provider.max_length(credentials),
         text_length=provider.text_length,
+        accept=within_rules,
     )
 
 
