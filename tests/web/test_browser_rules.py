@@ -243,6 +243,15 @@ async def test_scheduling_with_the_keyboard_alone(browser: Any, live: LiveApp) -
         await expect(peek).to_contain_text("Typed and scheduled without a mouse.")
         await page.keyboard.press("Escape")
         await expect(peek).to_be_hidden()
+
+        # A draft needs no date; it shows in the calendar as a draft.
+        await page.goto(f"/compose?channel={sky_id}")
+        await page.get_by_label("Post text", exact=True).fill("An idea for later")
+        await page.get_by_role("button", name="Save as draft").click()
+        await page.wait_for_url("**/calendar?view=week*")
+        await expect(page.locator(".post-chip.state-draft")).to_contain_text("Draft")
+        drafts = [p for p in await _posts(live, tenant.org_id) if p.state == State.DRAFT]
+        assert [d.content for d in drafts] == ["An idea for later"]
     finally:
         await context.close()
     assert not problems, problems

@@ -249,3 +249,13 @@ async def test_sign_in_page_offers_the_configured_oauth_providers(
     finally:
         monkeypatch.delenv("TIDINGS_GITHUB_CLIENT_ID")
         get_settings.cache_clear()
+
+
+def test_only_web_and_local_links_are_rendered() -> None:
+    from tidings.web.context import safe_href
+
+    assert safe_href("https://social.example/@a/1") == "https://social.example/@a/1"
+    assert safe_href("/posts/abc") == "/posts/abc"
+    for hostile in ("javascript:alert(1)", " JavaScript:x", "data:text/html,x", "//evil", "/\\x"):
+        assert safe_href(hostile) == "", hostile
+    assert safe_href(None) == ""

@@ -192,7 +192,25 @@ CONTENT_SECURITY_POLICY = (
     "frame-ancestors 'none'"
 )
 
+
+def safe_href(value: str | None) -> str:
+    """``value`` when it is a link a page may carry (http(s) or a path here), else "".
+
+    Release URLs come from the platforms (a self-hosted instance may answer anything) and must
+    never become a ``javascript:`` link."""
+    if not value:
+        return ""
+    text = value.strip()
+    lowered = text.lower()
+    if lowered.startswith(("https://", "http://")):
+        return text
+    if text.startswith("/") and not text.startswith("//") and "\\" not in text:
+        return text
+    return ""
+
+
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
+templates.env.filters["safe_href"] = safe_href
 templates.env.globals["static_url"] = static_url
 templates.env.globals["csrf_field_name"] = CSRF_FIELD
 
