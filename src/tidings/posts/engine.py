@@ -1,34 +1,37 @@
 """The publishing engine: every due post published once, in order per channel, and reported.
 
-How it fits together (see ``docs/decisions/publishing-engine.md`` for the why):
+How it fits together (``docs/decisions/publishing-engine.md`` says why):
 
 - **Outbox.** A QUEUE post is written together with its ``posts.publish`` job
   (:mod:`tidings.posts.scheduling`), scheduled at its publish date. The job re-reads the row and
   does nothing unless the post is still QUEUE *at that date*, so a rescheduled, drafted or deleted
   post is never published at its old time.
-- **Drain.** A publish job wakes the worker process's :class:`Publisher`: if none is running the
-  job becomes its drain loop, otherwise it hands over and waits for its post to be claimed. The
-  drain publishes every ready post (due, QUEUE, parent published, not waiting for a retry) as one
-  *chain* per channel: posts of a channel go one after the other, in publish-date order; up to
-  ``publish_concurrency`` channels at once per process, and at most
-  ``publish_provider_concurrency`` requests in flight per provider. It sleeps until the next due
-  post while one is near, so steady traffic is published on time without waiting for the job
-  queue's polling.
-- **Claim.** A post is claimed in one transaction: a per-channel advisory lock, a check that no
-  attempt of that channel is in flight (the channel's lease, across all workers), the post row
-  locked ``FOR UPDATE SKIP LOCKED``, an in-flight ``post_attempt`` row inserted (unique per post
-  and attempt number), and the post's waiting publish job deleted. Two workers can never both
-  send a post, nor publish on one channel at once.
+- **Drain.** A publish job whose post is due wakes its worker's :class:`Publisher`: when none is
+  running the job becomes its drain loop, otherwise it hands over. The drain publishes every ready
+  post (due, QUEUE, previous thread part published, not waiting for a retry), one post at a time
+  per channel in publish-date order, many channels at once: up to ``publish_concurrency`` per
+  worker (and no more than its fair share of the busy channels among the live workers), with at
+  most ``publish_provider_concurrency`` requests in flight per provider. While a due post is near
+  it sleeps until that post's time, so steady traffic goes out on time without waiting for the
+  job queue's polling.
+- **Ticks.** Database work is batched: one transaction records every outcome that arrived since
+  the last tick and claims the next post of each channel that became free (plus new channels),
+  in a handful of set-based statements. A worker spends its time talking to platforms, not
+  committing.
+- **Claim.** A post is claimed by locking its row (``FOR UPDATE SKIP LOCKED``) and inserting an
+  in-flight ``post_attempt`` row; a unique index allows one in-flight attempt per channel, across
+  all workers, so two workers can never both send a post nor publish on one channel at once. The
+  post's waiting publish job is deleted in the same statement.
 - **Outcomes.** Success: PUBLISHED with release id and URL, ``post.published``, the next thread
-  part scheduled after its delay (at once when the delay is 0, by the same chain), the next
-  occurrence of a recurring post created. Failures, by class: transient -> retried with
+  part moved to "now + its delay" (published at once by the same channel when the delay is 0),
+  the next occurrence of a recurring post created. Failures, by class: transient -> retried with
   exponential backoff (the platform's Retry-After honoured) up to :data:`MAX_RETRIES`; expired
   token -> the channel refreshed once and the publish retried; revoked -> the channel marked
-  ``refresh_needed``; rejected content / unavailable channel / anything else -> ERROR. A lost
-  answer after the request was sent is an *unknown outcome*: the platform is asked whether the
-  post exists where the provider can check, a resend is safe where the platform honours
-  idempotency keys (the post id is the key), else ERROR with a notice -- never a blind resend.
-  Every ERROR stores its message, an ``errors`` row, a notification and ``post.failed``.
+  ``refresh_needed``; rejected content, unavailable channel, anything else -> ERROR. A lost answer
+  after the request was sent is an *unknown outcome*: the platform is asked whether the post
+  exists where the provider can check, a resend is safe where the platform honours idempotency
+  keys (the post id is the key), else ERROR with a notice -- never a blind resend. Every ERROR
+  stores its message, an ``errors`` row, a notification and ``post.failed``.
 - **Reconciler** (every minute): an attempt left in flight by a worker that stopped (its
   Procrastinate heartbeat is gone) is resolved as an unknown outcome; a due QUEUE post with no
   waiting job and no attempt gets a new job.
@@ -44,6 +47,8 @@ import os
 import socket
 import time
 import weakref
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,13 +78,18 @@ from tidings.channels.service import (
 )
 from tidings.config import get_settings
 from tidings.core.enums import State
-from tidings.core.ids import new_cuid, new_uuid
+from tidings.core.ids import new_cuid
 from tidings.db import get_database
 from tidings.notifications.service import notify
 from tidings.posts.media import load_media_rows, media_items
 from tidings.posts.models import Errors, Post, TagsPosts
-from tidings.posts.scheduling import alarm_lock, epoch_us, schedule_publish
-from tidings.posts.service import POST_REFERENCE, emit_post_event, group_for_occurrence
+from tidings.posts.scheduling import epoch_us, schedule_publish
+from tidings.posts.service import (
+    POST_REFERENCE,
+    emit_post_event,
+    group_for_occurrence,
+    orgs_with_webhooks,
+)
 from tidings.posts.timeplan import as_utc, next_occurrence, zone_of
 
 logger = logging.getLogger("tidings.posts.engine")
@@ -93,15 +103,19 @@ RETRY_AFTER_CAP = 6 * 3600.0
 LINGER = 2.0
 #: Longest sleep of a running drain between looks for due posts (seconds).
 POLL = 0.25
-#: A publish job handing its post to a running drain waits at most this long (seconds).
-HANDOVER_WAIT = 15.0
+#: A publish job handing its post to a running drain waits at most this long for the drain to
+#: finish (seconds): long enough that the job queue does not spin through the jobs of a burst
+#: the drain is already publishing, short enough to leave worker slots to other jobs.
+HANDOVER_WAIT = 2.0
 #: Providers whose publish honours ``PostPart.idempotency_key``: resending is safe.
 IDEMPOTENT_PROVIDERS = frozenset({"mastodon"})
-#: A channel whose claim found it busy elsewhere is not retried by this drain for this long.
+#: A channel found empty or busy elsewhere is not looked at again by this drain for this long.
 BUSY_BACKOFF = 0.05
 #: Timeouts of the publisher's outbound requests (a read timeout after a write is an unknown
 #: outcome, so it is generous).
 HTTP_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+#: Outbound clients per publisher (see :meth:`Publisher.client`).
+HTTP_SHARDS = 8
 
 
 def now_utc() -> datetime:
@@ -143,33 +157,87 @@ _READY = """
         WHERE a.post_id = p.id AND (a.outcome IS NULL OR a.retry_at > now()))
 """
 
-_CHANNEL_BUSY = text(
-    "SELECT EXISTS (SELECT 1 FROM post_attempt WHERE integration_id = :c AND outcome IS NULL)"
-)
-_LOCK_CHANNEL = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
-_NEXT_OF_CHANNEL = text(
+# Claim the next ready post of each channel (``prefer`` first): lock the row, skipping rows
+# another transaction holds; open an attempt -- the unique index on in-flight attempts per
+# channel makes this a quiet no-op while the channel is busy anywhere; delete the post's waiting
+# publish job, which has nothing left to do.
+_CLAIM = text(
     """
-    SELECT p.id, p.publish_date FROM post p
-    WHERE p.integration_id = :c AND __READY__
-    ORDER BY (p.id = :prefer) DESC, p.publish_date, p.id
-    LIMIT 1
-    FOR UPDATE OF p SKIP LOCKED
+    WITH wanted AS (
+        SELECT w.channel, w.prefer
+        FROM unnest(CAST(:channels AS text[]), CAST(:prefer AS text[])) AS w(channel, prefer)
+    ), next AS (
+        SELECT n.* FROM wanted w CROSS JOIN LATERAL (
+            SELECT p.id, p.organization_id, p.integration_id, p.publish_date FROM post p
+            WHERE p.integration_id = w.channel AND __READY__
+            ORDER BY (p.id = w.prefer) DESC, p.publish_date, p.id
+            LIMIT 1
+            FOR UPDATE OF p SKIP LOCKED
+        ) n
+    ), attempt AS (
+        INSERT INTO post_attempt (id, post_id, organization_id, integration_id, attempt,
+                                  started_at, worker)
+        SELECT gen_random_uuid()::text, n.id, n.organization_id, n.integration_id,
+               COALESCE((SELECT max(a.attempt) FROM post_attempt a WHERE a.post_id = n.id), 0)
+                 + 1,
+               clock_timestamp(), :worker
+        FROM next n
+        ON CONFLICT DO NOTHING
+        RETURNING id, post_id, attempt, started_at
+    ), dropped AS (
+        DELETE FROM procrastinate_jobs j USING attempt a JOIN next n ON n.id = a.post_id
+        WHERE j.status = 'todo'
+          AND j.queueing_lock = 'publish:' || n.id || ':'
+              || (extract(epoch FROM n.publish_date) * 1000000)::bigint::text
+        RETURNING j.id
+    )
+    SELECT id, post_id, attempt, started_at FROM attempt
     """.replace("__READY__", _READY)
 )
-_INSERT_ATTEMPT = text(
+
+# Successes, in bulk: attempts closed, posts PUBLISHED, each next thread part moved to "now plus
+# its delay".
+_PUBLISHED = text(
     """
-    INSERT INTO post_attempt (id, post_id, organization_id, integration_id, attempt,
-                              started_at, worker)
-    SELECT :id, p.id, p.organization_id, p.integration_id,
-           COALESCE((SELECT max(attempt) FROM post_attempt WHERE post_id = p.id), 0) + 1,
-           clock_timestamp(), :worker
-    FROM post p WHERE p.id = :post
-    RETURNING attempt, started_at
+    WITH v AS (
+        SELECT * FROM unnest(CAST(:attempts AS text[]), CAST(:posts AS text[]),
+                             CAST(:release_ids AS text[]), CAST(:release_urls AS text[]),
+                             CAST(:error_classes AS text[]))
+                 AS v(attempt_id, post_id, release_id, release_url, error_class)
+    ), att AS (
+        UPDATE post_attempt a SET outcome = 'published', finished_at = clock_timestamp(),
+            error_class = v.error_class, retry_at = NULL,
+            duration_ms = (extract(epoch FROM clock_timestamp() - a.started_at) * 1000)::bigint
+        FROM v WHERE a.id = v.attempt_id AND a.outcome IS NULL
+        RETURNING a.id
+    ), done AS (
+        UPDATE post p SET state = 'PUBLISHED', release_id = v.release_id,
+            release_url = v.release_url, error = NULL, updated_at = clock_timestamp()
+        FROM v WHERE p.id = v.post_id
+        RETURNING p.id
+    ), child AS (
+        UPDATE post c SET publish_date = clock_timestamp() + make_interval(mins => c.delay),
+            updated_at = clock_timestamp()
+        FROM v
+        WHERE c.parent_post_id = v.post_id AND c.state = 'QUEUE' AND c.deleted_at IS NULL
+        RETURNING c.id, c.parent_post_id, c.delay, c.publish_date
+    )
+    SELECT id, parent_post_id, delay, publish_date FROM child
     """
 )
-_DROP_ALARM = text(
-    "SELECT procrastinate_cancel_job_v1(j.id, false, true) FROM procrastinate_jobs j "
-    "WHERE j.status = 'todo' AND j.queueing_lock = :lock"
+_FINISH_ATTEMPT = text(
+    """
+    UPDATE post_attempt SET outcome = :outcome, finished_at = clock_timestamp(),
+        status_code = :status, response_excerpt = :excerpt, error_class = :error_class,
+        retry_at = :retry_at,
+        duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint
+    WHERE id = :id AND outcome IS NULL
+    """
+)
+_RETRIES = text(
+    "SELECT count(*) FROM post_attempt a JOIN post p ON p.id = a.post_id "
+    "WHERE a.post_id = :post AND a.outcome IN ('retry', 'unknown') "
+    "AND a.started_at >= p.updated_at"
 )
 _READY_CHANNELS = text(
     """
@@ -194,20 +262,6 @@ _NEXT_DUE = text(
     "SELECT min(publish_date) FROM post "
     "WHERE state = 'QUEUE' AND deleted_at IS NULL AND publish_date > now()"
 )
-_FINISH_ATTEMPT = text(
-    """
-    UPDATE post_attempt SET outcome = :outcome, finished_at = clock_timestamp(),
-        status_code = :status, response_excerpt = :excerpt, error_class = :error_class,
-        retry_at = :retry_at,
-        duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint
-    WHERE id = :id AND outcome IS NULL
-    """
-)
-_RETRIES = text(
-    "SELECT count(*) FROM post_attempt a JOIN post p ON p.id = a.post_id "
-    "WHERE a.post_id = :post AND a.outcome IN ('retry', 'unknown') "
-    "AND a.started_at >= p.updated_at"
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,18 +269,30 @@ _RETRIES = text(
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Parent:
+    """What a reply needs of the previous part of its thread."""
+
+    state: State
+    release_id: str | None
+    release_url: str | None
+
+
 @dataclass
 class Claim:
-    """A post this worker holds the in-flight attempt of, with what publishing it needs."""
+    """A post this worker holds the in-flight attempt of, with what publishing it needs.
+
+    ``post`` and ``integration`` are snapshots (not attached to any session); writes go through
+    statements or freshly loaded rows."""
 
     attempt_id: str
     attempt: int
     started_at: datetime
     post: Post
     integration: Integration
-    parent: Post | None
-    references: dict[str, str | None]
-    media_rows: dict[str, Any]
+    parent: Parent | None
+    references: dict[str, str | None] = field(default_factory=dict)
+    media_rows: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -256,75 +322,91 @@ class Outcome:
         )
 
 
-async def claim_next(
+async def claim_posts(
     session: AsyncSession,
-    channel_id: str,
+    channels: Sequence[str],
     worker: str,
     *,
-    prefer: str | None = None,
-) -> Claim | None:
-    """Claim the channel's next ready post (``prefer`` first), or None when the channel has
-    none or is busy (an attempt in flight anywhere). Commit the session to make it count."""
-    await session.execute(_LOCK_CHANNEL, {"key": f"tidings:channel:{channel_id}"})
-    if await session.scalar(_CHANNEL_BUSY, {"c": channel_id}):
-        return None
-    row = (
-        await session.execute(_NEXT_OF_CHANNEL, {"c": channel_id, "prefer": prefer or ""})
-    ).first()
-    if row is None:
-        return None
-    post_id, publish_date = row
-    attempt_id = new_uuid()
-    attempt, started_at = (
+    prefer: dict[str, str] | None = None,
+) -> list[Claim]:
+    """Claim the next ready post of each channel (``prefer[channel]`` first); channels with
+    nothing ready, or busy on any worker, give nothing. Commit the session to make it count."""
+    if not channels:
+        return []
+    prefer = prefer or {}
+    rows = (
         await session.execute(
-            _INSERT_ATTEMPT, {"id": attempt_id, "post": post_id, "worker": worker}
+            _CLAIM,
+            {
+                "channels": list(channels),
+                "prefer": [prefer.get(c, "") for c in channels],
+                "worker": worker,
+            },
         )
-    ).one()
-    await session.execute(_DROP_ALARM, {"lock": alarm_lock(post_id, publish_date)})
-    return await _load_claim(session, post_id, attempt_id, attempt, started_at)
+    ).all()
+    return await load_claims(session, [(r.id, r.post_id, r.attempt, r.started_at) for r in rows])
 
 
-async def _load_claim(
-    session: AsyncSession, post_id: str, attempt_id: str, attempt: int, started_at: datetime
-) -> Claim:
-    post = (
-        await session.execute(
-            select(Post)
-            .where(Post.id == post_id)
-            .execution_options(include_deleted=True, populate_existing=True)
+_POST = Post.__table__
+_CHANNEL = Integration.__table__
+_PARENT = Post.__table__.alias("parent")
+
+
+async def load_claims(
+    session: AsyncSession, attempts: Sequence[tuple[str, str, int, datetime]]
+) -> list[Claim]:
+    """Snapshots of claimed posts with their channel and previous part, in one statement
+    (plain rows: no identity map, no change tracking)."""
+    if not attempts:
+        return []
+    ids = [post_id for _, post_id, _, _ in attempts]
+    stmt = (
+        select(
+            _POST,
+            *[c.label(f"channel_{c.key}") for c in _CHANNEL.c],
+            _PARENT.c.state.label("parent_state"),
+            _PARENT.c.release_id.label("parent_release_id"),
+            _PARENT.c.release_url.label("parent_release_url"),
         )
-    ).scalar_one()
-    integration = (
-        await session.execute(
-            select(Integration)
-            .where(Integration.id == post.integration_id)
-            .execution_options(include_deleted=True, populate_existing=True)
-        )
-    ).scalar_one()
-    parent = None
-    if post.parent_post_id:
-        parent = (
-            await session.execute(
-                select(Post)
-                .where(Post.id == post.parent_post_id)
-                .execution_options(include_deleted=True)
+        .select_from(
+            _POST.join(_CHANNEL, _CHANNEL.c.id == _POST.c.integration_id).outerjoin(
+                _PARENT, _PARENT.c.id == _POST.c.parent_post_id
             )
-        ).scalar_one_or_none()
-    references: dict[str, str | None] = {}
+        )
+        .where(_POST.c.id.in_(ids))
+    )
+    rows = {row.id: row._mapping for row in await session.execute(stmt)}
+    claims: list[Claim] = []
+    for attempt_id, post_id, attempt, started_at in attempts:
+        row = rows[post_id]
+        post = Post(**{c.key: row[c] for c in _POST.c})
+        integration = Integration(**{c.key: row[f"channel_{c.key}"] for c in _CHANNEL.c})
+        parent = None
+        if post.parent_post_id is not None and row["parent_state"] is not None:
+            parent = Parent(
+                State(row["parent_state"]), row["parent_release_id"], row["parent_release_url"]
+            )
+        claims.append(Claim(attempt_id, attempt, started_at, post, integration, parent))
+    for claim in claims:
+        await _load_extras(session, claim)
+    return claims
+
+
+async def _load_extras(session: AsyncSession, claim: Claim) -> None:
+    """Release URLs of the posts the content refers to, and the media rows of its images."""
+    post = claim.post
     wanted = set(POST_REFERENCE.findall(post.content))
     if wanted:
         rows = await session.execute(
-            select(Post.id, Post.release_url, Post.state)
-            .where(Post.organization_id == post.organization_id, Post.id.in_(sorted(wanted)))
-            .execution_options(include_deleted=True)
+            select(_POST.c.id, _POST.c.release_url, _POST.c.state).where(
+                _POST.c.organization_id == post.organization_id, _POST.c.id.in_(sorted(wanted))
+            )
         )
         for ref_id, url, state in rows:
-            references[ref_id] = url if state == State.PUBLISHED else None
-    media_rows: dict[str, Any] = {}
+            claim.references[ref_id] = url if state == State.PUBLISHED else None
     ids = [str(ref["id"]) for ref in post.image or [] if isinstance(ref, dict) and ref.get("id")]
     if ids:
-        media_rows = dict(await load_media_rows(session, post.organization_id, ids))
-    return Claim(attempt_id, attempt, started_at, post, integration, parent, references, media_rows)
+        claim.media_rows = dict(await load_media_rows(session, post.organization_id, ids))
 
 
 def _content_with_links(claim: Claim) -> str:
@@ -341,23 +423,75 @@ def _content_with_links(claim: Claim) -> str:
     return POST_REFERENCE.sub(replace, claim.post.content)
 
 
-async def _record(session: AsyncSession, claim: Claim, outcome: Outcome) -> str | None:
-    """Store an outcome (in the caller's transaction). Returns the id of the next thread part
-    to publish at once (a reply with no delay), if any."""
-    post, integration = claim.post, claim.integration
-    stamp = now_utc()
-    retry_at: datetime | None = None
+async def record_published(
+    session: AsyncSession, done: Sequence[tuple[Claim, Outcome]]
+) -> dict[str, str]:
+    """Store successes (in the caller's transaction): returns, per channel, the next thread part
+    to publish at once (a reply without delay)."""
+    if not done:
+        return {}
+    results = [outcome.result for _, outcome in done]
+    assert all(r is not None for r in results)
+    children = (
+        await session.execute(
+            _PUBLISHED,
+            {
+                "attempts": [c.attempt_id for c, _ in done],
+                "posts": [c.post.id for c, _ in done],
+                "release_ids": [r.id for r in results if r is not None],
+                "release_urls": [r.url for r in results if r is not None],
+                "error_classes": [o.error_class for _, o in done],
+            },
+        )
+    ).all()
+    listening = await orgs_with_webhooks(session, {c.post.organization_id for c, _ in done})
+    now_part: dict[str, str] = {}
+    for claim, outcome in done:
+        post, result = claim.post, outcome.result
+        assert result is not None
+        # The snapshot mirrors the row for the event payload and what follows.
+        post.state = State.PUBLISHED
+        post.release_id = result.id
+        post.release_url = result.url
+        post.error = None
+        if post.organization_id in listening:
+            await emit_post_event(session, "post.published", post, claim.integration)
+        if post.parent_post_id is None and post.interval_in_days:
+            await create_next_occurrence(session, post, after=now_utc())
+    channel_of = {c.post.id: c.integration.id for c, _ in done}
+    for child_id, parent_id, delay, publish_date in children:
+        if delay > 0:
+            await schedule_publish(session, child_id, publish_date)
+        else:
+            now_part[channel_of[parent_id]] = child_id
+    return now_part
+
+
+async def record(session: AsyncSession, claim: Claim, outcome: Outcome) -> str | None:
+    """Store one outcome (in the caller's transaction). Returns the id of the next thread part
+    to publish at once (a reply without delay), if any."""
+    if outcome.kind == "published":
+        return (await record_published(session, [(claim, outcome)])).get(claim.integration.id)
+    post = await session.get(
+        Post, claim.post.id, populate_existing=True, execution_options={"include_deleted": True}
+    )
+    integration = await session.get(
+        Integration,
+        claim.integration.id,
+        populate_existing=True,
+        execution_options={"include_deleted": True},
+    )
+    assert post is not None and integration is not None
     kind = outcome.kind
+    retry_at: datetime | None = None
     if kind == "retry":
         retries = int(await session.scalar(_RETRIES, {"post": post.id}) or 0) + 1
         if retries > MAX_RETRIES:
             kind = "error"
             outcome.message = f"Gave up after {MAX_RETRIES} tries: {outcome.message}"
         else:
-            retry_at = stamp + timedelta(seconds=backoff_seconds(retries, outcome.retry_after))
-    attempt_outcome = {"published": "published", "retry": "retry", "error": "error"}.get(
-        kind, "unknown"
-    )
+            retry_at = now_utc() + timedelta(seconds=backoff_seconds(retries, outcome.retry_after))
+    attempt_outcome = {"retry": "retry", "error": "error"}.get(kind, "unknown")
     if outcome.was_unknown and kind == "retry":
         attempt_outcome = "unknown"
     await session.execute(
@@ -371,9 +505,6 @@ async def _record(session: AsyncSession, claim: Claim, outcome: Outcome) -> str 
             "retry_at": retry_at,
         },
     )
-    if kind == "published":
-        assert outcome.result is not None
-        return await _published(session, claim, outcome.result, stamp)
     if kind == "retry":
         assert retry_at is not None
         await schedule_publish(session, post.id, post.publish_date, run_at=retry_at)
@@ -397,34 +528,6 @@ def _context(claim: Claim, outcome: Outcome) -> dict[str, Any]:
         "channel": claim.integration.name,
         "provider": claim.integration.provider_identifier,
     }
-
-
-async def _published(
-    session: AsyncSession, claim: Claim, result: PublishResult, stamp: datetime
-) -> str | None:
-    post = claim.post
-    post.state = State.PUBLISHED
-    post.release_id = result.id
-    post.release_url = result.url
-    post.error = None
-    await session.flush()
-    await emit_post_event(session, "post.published", post, claim.integration)
-    next_part: str | None = None
-    child = (
-        await session.execute(
-            select(Post).where(Post.parent_post_id == post.id, Post.state == State.QUEUE).limit(1)
-        )
-    ).scalar_one_or_none()
-    if child is not None:
-        child.publish_date = stamp + timedelta(minutes=child.delay)
-        await session.flush()
-        if child.delay > 0:
-            await schedule_publish(session, child.id, child.publish_date)
-        else:
-            next_part = child.id
-    if post.parent_post_id is None and post.interval_in_days:
-        await create_next_occurrence(session, post, after=stamp)
-    return next_part
 
 
 async def fail_post(
@@ -538,7 +641,7 @@ async def create_next_occurrence(session: AsyncSession, head: Post, *, after: da
 
 
 # ---------------------------------------------------------------------------------------------
-# Talking to the platform
+# The publisher
 # ---------------------------------------------------------------------------------------------
 
 
@@ -560,47 +663,64 @@ class Publisher:
             1, provider_concurrency or settings.publish_provider_concurrency
         )
         self._http = http
-        self._own_http = http is None
-        self.chains: dict[str, asyncio.Task[None]] = {}
+        self._clients: dict[int, httpx.AsyncClient] = {}
+        # Channels this publisher holds: publishing now, or finished and not yet recorded.
+        self.publishing: dict[str, asyncio.Task[None]] = {}
+        self.done: list[tuple[Claim, Outcome]] = []
         self.paused: dict[str, float] = {}
         self.slots: dict[str, asyncio.Semaphore] = {}
         self.wake = asyncio.Event()
         self.running = False
-        self.claimed: dict[str, asyncio.Event] = {}
-        self._chain_done = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._share = self.concurrency
         self._share_at = -1e9
+        self._providers: dict[tuple[str, int], Provider[Any]] = {}
 
-    @property
-    def http(self) -> httpx.AsyncClient:
-        if self._http is None or self._http.is_closed:
-            self._http = httpx.AsyncClient(
+    def client(self, channel_id: str) -> httpx.AsyncClient:
+        """The outbound client of a channel. Channels are spread over a few small clients:
+        httpcore's pool does work proportional to its connections times its waiting requests
+        on every request, which dominates with a hundred publishes in flight on one pool."""
+        if self._http is not None:
+            return self._http
+        shard = zlib.crc32(channel_id.encode()) % HTTP_SHARDS
+        client = self._clients.get(shard)
+        if client is None or client.is_closed:
+            size = max(4, math.ceil(self.concurrency / HTTP_SHARDS) + 2)
+            client = self._clients[shard] = httpx.AsyncClient(
                 timeout=HTTP_TIMEOUT,
                 follow_redirects=False,
-                limits=httpx.Limits(
-                    max_connections=self.concurrency + 20,
-                    max_keepalive_connections=self.concurrency + 20,
-                ),
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                 headers={"User-Agent": "Tidings/0.1 (+https://github.com/tidings)"},
             )
-        return self._http
+        return client
 
     async def aclose(self) -> None:
-        """Close the outbound client this publisher created."""
-        if self._own_http and self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        """Close the outbound clients this publisher created."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+    def provider(self, integration: Integration) -> Provider[Any]:
+        """The provider of a channel, on the channel's client (providers hold no per-channel
+        state, so one instance serves every channel of a client)."""
+        http = self.client(integration.id)
+        key = (integration.provider_identifier, id(http))
+        provider = self._providers.get(key)
+        if provider is None or provider.http is not http:
+            provider = self._providers[key] = provider_for(integration, http)
+        return provider
 
     # ---- the drain ------------------------------------------------------------------------
 
     async def handle(self, post_id: str) -> None:
-        """Called by a publish job whose post is due: run the drain, or hand over to it."""
+        """Called by a publish job whose post is due: run the drain, or hand over to the one
+        running (and wait a little, so the job queue does not spin through a burst's jobs)."""
         if self.running:
-            waiter = self.claimed.setdefault(post_id, asyncio.Event())
             self.wake.set()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), HANDOVER_WAIT)
-            self.claimed.pop(post_id, None)
+                await asyncio.wait_for(self._idle.wait(), HANDOVER_WAIT)
             return
         await self.drain()
 
@@ -609,43 +729,67 @@ class Publisher:
         if self.running:
             return
         self.running = True
+        self._idle.clear()
         try:
             await self._drain()
         except asyncio.CancelledError:
-            # The worker is stopping: in-flight publishes stop too; their attempts stay open
+            # The worker is stopping: publishes in flight stop too; their attempts stay open
             # and the reconciler resolves them as unknown outcomes.
-            for chain in list(self.chains.values()):
-                chain.cancel()
+            for task in list(self.publishing.values()):
+                task.cancel()
             raise
         finally:
             self.running = False
-            for waiter in self.claimed.values():
-                waiter.set()
-            self.claimed.clear()
+            self._idle.set()
 
     async def _drain(self) -> None:
         database = get_database()
+        failures = 0
         while True:
             self.wake.clear()
-            self._chain_done.clear()
-            free = await self._capacity() - len(self.chains)
-            found: list[str] = []
+            self._progress.clear()
+            finished, self.done = self.done, []
+            now = time.monotonic()
+            self.paused = {c: t for c, t in self.paused.items() if t > now}
+            # Channels whose post just finished go on with their next post, unless paused.
+            going_on = [c.integration.id for c, _ in finished]
+            going_on = [c for c in going_on if c not in self.paused]
+            free = await self._capacity() - len(self.publishing) - len(going_on)
+            fresh: list[str] = []
             if free > 0:
-                now = time.monotonic()
-                self.paused = {c: t for c, t in self.paused.items() if t > now}
-                exclude = list(self.chains) + list(self.paused)
+                exclude = list(self.publishing) + going_on + list(self.paused)
                 async with database.session() as session:
-                    found = list(
+                    fresh = list(
                         (
                             await session.execute(_READY_CHANNELS, {"exclude": exclude, "n": free})
                         ).scalars()
                     )
-                for channel_id in found:
-                    self.chains[channel_id] = asyncio.create_task(
-                        self._chain(channel_id), name=f"publish chain {channel_id}"
+            if finished or fresh:
+                try:
+                    claims = await self._tick(finished, going_on + fresh)
+                    failures = 0
+                except Exception:
+                    failures += 1
+                    logger.exception("publishing tick failed (%d in a row)", failures)
+                    if failures < 3:
+                        self.done = finished + self.done
+                        await asyncio.sleep(0.2 * failures)
+                        continue
+                    # Give up batching: record each outcome on its own.
+                    await self._record_one_by_one(finished)
+                    failures, claims = 0, []
+                claimed = {c.integration.id for c in claims}
+                for channel_id in going_on + fresh:
+                    if channel_id not in claimed:
+                        self.paused.setdefault(channel_id, time.monotonic() + BUSY_BACKOFF)
+                for claim in claims:
+                    self.publishing[claim.integration.id] = asyncio.create_task(
+                        self._publish_task(claim), name=f"publish {claim.post.id}"
                     )
+            if self.done:
+                continue
             timeout = POLL
-            if not self.chains and not found:
+            if not self.publishing and not fresh:
                 async with database.session() as session:
                     next_due = await session.scalar(_NEXT_DUE)
                 wait = (as_utc(next_due) - now_utc()).total_seconds() if next_due else None
@@ -658,13 +802,64 @@ class Publisher:
                     timeout = max(0.005, min(wait, POLL))
             waits = [
                 asyncio.ensure_future(self.wake.wait()),
-                asyncio.ensure_future(self._chain_done.wait()),
+                asyncio.ensure_future(self._progress.wait()),
             ]
             try:
                 await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiter in waits:
                     waiter.cancel()
+
+    async def _tick(
+        self, finished: list[tuple[Claim, Outcome]], channels: list[str]
+    ) -> list[Claim]:
+        """One transaction: record ``finished`` and claim the next post of ``channels``."""
+        async with get_database().session() as session:
+            published = [(c, o) for c, o in finished if o.kind == "published"]
+            prefer = await record_published(session, published)
+            for claim, outcome in finished:
+                if outcome.kind == "published":
+                    continue
+                part = await record(session, claim, outcome)
+                if part is not None:
+                    prefer[claim.integration.id] = part
+                if outcome.kind == "retry" and outcome.retry_after:
+                    # The platform asked to slow down: leave this channel alone meanwhile.
+                    self.paused[claim.integration.id] = time.monotonic() + min(
+                        outcome.retry_after, RETRY_AFTER_CAP
+                    )
+            channels = [c for c in channels if c not in self.paused or c in prefer]
+            try:
+                # In a savepoint: a failed claim must not lose the outcomes just written.
+                async with session.begin_nested():
+                    return await claim_posts(session, channels, self.worker, prefer=prefer)
+            except Exception:
+                logger.exception("claiming posts failed")
+                return []
+
+    async def _record_one_by_one(self, finished: list[tuple[Claim, Outcome]]) -> None:
+        for claim, outcome in finished:
+            try:
+                await self.finish(claim, outcome)
+            except Exception:
+                # The attempt stays in flight; the reconciler resolves it.
+                logger.exception("recording the outcome of post %s failed", claim.post.id)
+
+    async def finish(self, claim: Claim, outcome: Outcome) -> str | None:
+        """Store one outcome in its own transaction; returns the part to publish next."""
+        async with get_database().session() as session:
+            return await record(session, claim, outcome)
+
+    async def _publish_task(self, claim: Claim) -> None:
+        channel_id = claim.integration.id
+        try:
+            outcome = await self.publish(claim)
+        except asyncio.CancelledError:
+            self.publishing.pop(channel_id, None)
+            raise
+        self.publishing.pop(channel_id, None)
+        self.done.append((claim, outcome))
+        self._progress.set()
 
     async def _capacity(self) -> int:
         """How many channels this drain may publish at once: its concurrency, but no more than
@@ -677,45 +872,6 @@ class Publisher:
             self._share = max(1, math.ceil(int(demand or 0) / max(1, int(workers or 0))))
             self._share_at = now
         return min(self.concurrency, self._share)
-
-    async def _chain(self, channel_id: str) -> None:
-        database = get_database()
-        prefer: str | None = None
-        try:
-            while True:
-                async with database.session() as session:
-                    claim = await claim_next(session, channel_id, self.worker, prefer=prefer)
-                if claim is None:
-                    # Empty, or busy on another worker: do not look at it again at once.
-                    self.paused[channel_id] = time.monotonic() + BUSY_BACKOFF
-                    return
-                waiter = self.claimed.pop(claim.post.id, None)
-                if waiter is not None:
-                    waiter.set()
-                outcome = await self.publish(claim)
-                prefer = await self.finish(claim, outcome)
-                if outcome.kind == "retry" and outcome.retry_after:
-                    # The platform asked us to slow down: leave this channel alone meanwhile.
-                    self.paused[channel_id] = time.monotonic() + min(
-                        outcome.retry_after, RETRY_AFTER_CAP
-                    )
-                    return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # A bug or a lost database: the attempt stays in flight and the reconciler
-            # resolves it; the drain carries on with other channels.
-            logger.exception("publish chain of channel %s failed", channel_id)
-        finally:
-            self.chains.pop(channel_id, None)
-            self._chain_done.set()
-
-    async def finish(self, claim: Claim, outcome: Outcome) -> str | None:
-        """Store an outcome in its own transaction; returns the part to publish next."""
-        async with get_database().session() as session:
-            session.add(claim.post)
-            session.add(claim.integration)
-            return await _record(session, claim, outcome)
 
     # ---- one post -------------------------------------------------------------------------
 
@@ -734,7 +890,7 @@ class Publisher:
         if post.deleted_at is not None:
             return Outcome(kind="error", message="The post was deleted", error_class="deleted")
         try:
-            provider = provider_for(integration, self.http)
+            provider = self.provider(integration)
         except LookupError as exc:
             return Outcome(kind="error", message=str(exc), error_class="provider")
         parent_result: PublishResult | None = None
@@ -758,7 +914,9 @@ class Publisher:
             settings = provider.parse_settings(post.settings)
             part = PostPart(
                 content=_content_with_links(claim),
-                media=media_items(post.image or [], claim.media_rows, client=self.http),
+                media=media_items(
+                    post.image or [], claim.media_rows, client=self.client(integration.id)
+                ),
                 idempotency_key=post.id,
             )
         except ValueError as exc:
@@ -842,7 +1000,9 @@ class Publisher:
     async def _refresh(self, claim: Claim) -> Any:
         # Its own transaction: a refused refresh keeps the channel's refresh_needed mark even
         # though this post's outcome is written separately.
-        credentials = await refresh_in_own_transaction(claim.integration.id, http=self.http)
+        credentials = await refresh_in_own_transaction(
+            claim.integration.id, http=self.client(claim.integration.id)
+        )
         async with get_database().session() as session:
             fresh = await session.get(
                 Integration,
@@ -927,9 +1087,9 @@ async def on_publish_job(post_id: str, at: int, *, worker: str) -> None:
     async with get_database().session() as session:
         row = (
             await session.execute(
-                select(Post.state, Post.publish_date, Post.deleted_at)
-                .where(Post.id == post_id)
-                .execution_options(include_deleted=True)
+                select(_POST.c.state, _POST.c.publish_date, _POST.c.deleted_at).where(
+                    _POST.c.id == post_id
+                )
             )
         ).first()
     if row is None or row.deleted_at is not None or row.state != State.QUEUE:
@@ -1013,11 +1173,13 @@ async def reconcile(
                     {"grace": orphan_grace, "stalled": stalled_after, "hard": hard_timeout},
                 )
             ).all()
-            for attempt_id, post_id, attempt, started_at in orphans:
-                claim = await _load_claim(session, post_id, attempt_id, attempt, started_at)
+            claims = await load_claims(
+                session, [(r.id, r.post_id, r.attempt, r.started_at) for r in orphans]
+            )
+            for claim in claims:
                 outcome = await _orphan_outcome(publisher, claim)
-                await _record(session, claim, outcome)
-                report.orphans.append(post_id)
+                await record(session, claim, outcome)
+                report.orphans.append(claim.post.id)
         async with database.session() as session:
             rows = (
                 await session.execute(_WITHOUT_JOB, {"grace": due_grace, "stalled": stalled_after})
@@ -1045,7 +1207,7 @@ async def _orphan_outcome(publisher: Publisher, claim: Claim) -> Outcome:
     if post.state != State.QUEUE or post.deleted_at is not None:
         return Outcome(kind="error", message=lost.message, error_class=lost.kind)
     try:
-        provider = provider_for(integration, publisher.http)
+        provider = publisher.provider(integration)
         settings = provider.parse_settings(post.settings)
         part = PostPart(
             content=_content_with_links(claim),

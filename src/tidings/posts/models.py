@@ -234,6 +234,7 @@ class PostAttempt(Base):
         Index(
             "ix_post_attempt_in_flight",
             "integration_id",
+            unique=True,
             postgresql_where=text("outcome IS NULL"),
         ),
     )
