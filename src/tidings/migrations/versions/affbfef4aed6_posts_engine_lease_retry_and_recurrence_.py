@@ -34,7 +34,7 @@ def upgrade() -> None:
         "ix_post_attempt_in_flight",
         "post_attempt",
         ["integration_id"],
-        unique=False,
+        unique=True,
         postgresql_where=sa.text("outcome IS NULL"),
     )
     op.create_foreign_key(
