@@ -184,6 +184,54 @@ async def test_rules_and_providers(
     assert (await client.get("/api/providers")).status_code == 401
 
 
+async def test_configured_says_what_each_provider_still_needs(
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (
+        "TIDINGS_DISCORD_CLIENT_ID",
+        "TIDINGS_DISCORD_CLIENT_SECRET",
+        "TIDINGS_DISCORD_BOT_TOKEN",
+        "TIDINGS_LINKEDIN_CLIENT_ID",
+        "TIDINGS_LINKEDIN_CLIENT_SECRET",
+        "TIDINGS_X_CLIENT_ID",
+        "TIDINGS_X_CLIENT_SECRET",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+    async def providers() -> dict[str, dict[str, Any]]:
+        answer = await client.get("/api/providers", headers=tenant.headers)
+        assert answer.status_code == 200, answer.text
+        return {p["identifier"]: p for p in answer.json()}
+
+    by_id = await providers()
+    # Credential fields and per-instance app registration need nothing from the server.
+    for ready in ("bluesky", "telegram", "mastodon"):
+        assert by_id[ready]["configured"] is True
+        assert by_id[ready]["missing_config"] == []
+    assert by_id["x"]["missing_config"] == ["TIDINGS_X_CLIENT_ID"]
+
+    monkeypatch.setenv("TIDINGS_DISCORD_CLIENT_ID", "app")
+    monkeypatch.setenv("TIDINGS_DISCORD_CLIENT_SECRET", "secret")
+    monkeypatch.setenv("TIDINGS_LINKEDIN_CLIENT_ID", "app")
+    monkeypatch.setenv("TIDINGS_X_CLIENT_ID", "app")
+    by_id = await providers()
+    # Discord publishes through the bot: its OAuth client alone cannot post.
+    assert by_id["discord"]["configured"] is False
+    assert by_id["discord"]["missing_config"] == ["TIDINGS_DISCORD_BOT_TOKEN"]
+    assert by_id["linkedin"]["configured"] is False
+    assert by_id["linkedin"]["missing_config"] == ["TIDINGS_LINKEDIN_CLIENT_SECRET"]
+    # X is a public PKCE client: the id is enough.
+    assert by_id["x"]["configured"] is True
+
+    monkeypatch.setenv("TIDINGS_DISCORD_BOT_TOKEN", "bot")
+    monkeypatch.setenv("TIDINGS_LINKEDIN_CLIENT_SECRET", "secret")
+    by_id = await providers()
+    assert by_id["discord"]["configured"] is True
+    assert by_id["linkedin"]["configured"] is True
+    # linkedin-page uses linkedin's client.
+    assert by_id["linkedin-page"]["configured"] is True
+
+
 async def test_delete_needs_an_admin(
     client: httpx.AsyncClient, tenant: Tenant, channel: Integration, test_database: Database
 ) -> None:

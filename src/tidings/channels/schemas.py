@@ -133,8 +133,11 @@ class ProviderRead(BaseModel):
     display_name: str
     connect_kind: Literal["oauth", "fields"]
     configured: bool = Field(
-        description="False when the server lacks the provider's OAuth client id "
-        "(TIDINGS_<PROVIDER>_CLIENT_ID)"
+        description="False when the server lacks a setting the provider needs to connect and "
+        "publish (see missing_config)"
+    )
+    missing_config: list[str] = Field(
+        description="Environment variables still to set, e.g. TIDINGS_DISCORD_BOT_TOKEN"
     )
     fields: list[FieldRead] = Field(
         description="Credential fields ('fields' providers) or instance inputs (OAuth)"

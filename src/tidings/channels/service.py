@@ -916,12 +916,15 @@ def media_rules_of(cls: type[Provider[Any]]) -> dict[str, Any]:
     }
 
 
+def missing_config(cls: type[Provider[Any]]) -> list[str]:
+    """The environment variables this server still needs to connect and publish with the
+    provider (e.g. Discord's bot token besides its OAuth client); empty when it is ready."""
+    return cls.missing_config(config_from_env(cls.identifier))
+
+
 def is_configured(cls: type[Provider[Any]]) -> bool:
-    """Whether this server can connect the provider: credential-field providers and OAuth
-    providers on a user-given instance always can; others need their OAuth client id."""
-    if cls.connect_kind == "fields" or cls.fields:
-        return True
-    return bool(config_from_env(cls.identifier).client_id)
+    """Whether this server can connect the provider and publish with it."""
+    return not missing_config(cls)
 
 
 def describe_provider(cls: type[Provider[Any]]) -> dict[str, Any]:
@@ -931,6 +934,7 @@ def describe_provider(cls: type[Provider[Any]]) -> dict[str, Any]:
         "display_name": cls.display_name,
         "connect_kind": cls.connect_kind,
         "configured": is_configured(cls),
+        "missing_config": missing_config(cls),
         "fields": [
             {
                 "name": spec.name,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ from tidings.channels.providers.base import (
     RetryableError,
     RuleViolation,
     TokenSet,
-    env_prefix,
+    config_value,
 )
 
 T = TypeVar("T")
@@ -40,10 +39,7 @@ _EXTENSIONS = {
 def extra_setting(provider: Provider[Any], key: str) -> str | None:
     """A provider-wide secret that is not an OAuth client credential (e.g. Discord's bot token):
     ``config.extra[key]``, else ``TIDINGS_<ID>_<KEY>`` from the environment."""
-    value = provider.config.extra.get(key) or os.environ.get(
-        env_prefix(provider.identifier) + key.upper()
-    )
-    return value or None
+    return config_value(provider.identifier, provider.config, key)
 
 
 def with_query(url: str, params: Mapping[str, str]) -> str:

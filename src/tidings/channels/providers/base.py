@@ -560,6 +560,22 @@ def config_from_env(identifier: str, environ: Mapping[str, str] | None = None) -
     )
 
 
+def config_value(
+    identifier: str,
+    config: ProviderConfig,
+    key: str,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """One server-side setting of a provider: its client id or secret, else ``config.extra``'s
+    ``key``, else ``TIDINGS_<ID>_<KEY>`` from the environment."""
+    if key == "client_id":
+        return config.client_id or None
+    if key == "client_secret":
+        return config.client_secret or None
+    env = os.environ if environ is None else environ
+    return config.extra.get(key) or env.get(env_prefix(identifier) + key.upper()) or None
+
+
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
@@ -628,6 +644,22 @@ class Provider(ABC, Generic[SettingsT]):
     #: composer): "code_points", "graphemes", "utf16", "x_weighted" (twitter-text v3, URLs 23)
     #: or "mastodon" (graphemes, URLs 23, remote mentions by their local part).
     text_counting: ClassVar[str] = "code_points"
+    #: What the server must be configured with before the provider can connect and publish:
+    #: "client_id", "client_secret", or a key of ``config.extra`` (also read from
+    #: ``TIDINGS_<ID>_<KEY>``, e.g. Discord's "bot_token"). Credential-field providers and
+    #: providers registering themselves per instance (Mastodon) need nothing.
+    required_config: ClassVar[tuple[str, ...]] = ("client_id", "client_secret")
+
+    @classmethod
+    def missing_config(
+        cls, config: ProviderConfig, environ: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """The environment variables still to set for :attr:`required_config` (empty: ready)."""
+        return [
+            env_prefix(cls.identifier) + key.upper()
+            for key in cls.required_config
+            if not config_value(cls.identifier, config, key, environ)
+        ]
 
     def __init__(
         self,

@@ -101,6 +101,7 @@ class BlueskyProvider(Provider[BlueskySettings]):
     identifier = "bluesky"
     display_name = "Bluesky"
     connect_kind = "fields"
+    required_config = ()
     fields = (
         FieldSpec(
             name="service",

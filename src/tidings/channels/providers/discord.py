@@ -119,6 +119,8 @@ class DiscordProvider(Provider[DiscordSettings]):
     identifier = "discord"
     display_name = "Discord"
     connect_kind = "oauth"
+    # Publishing goes through Tidings' bot.
+    required_config = ("client_id", "client_secret", "bot_token")
     scopes = ("bot", "identify", "guilds")
     default_max_length = 1980
     media_rules = MediaRules(

@@ -76,6 +76,8 @@ class MastodonProvider(Provider[MastodonSettings]):
     identifier = "mastodon"
     display_name = "Mastodon"
     connect_kind = "oauth"
+    # The app registers itself on each instance (configured credentials are optional).
+    required_config = ()
     fields = (
         FieldSpec(
             name="instance_url",

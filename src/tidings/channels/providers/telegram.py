@@ -85,6 +85,7 @@ class TelegramProvider(Provider[TelegramSettings]):
     identifier = "telegram"
     display_name = "Telegram"
     connect_kind = "fields"
+    required_config = ()
     fields = (
         FieldSpec(
             name="bot_token",

@@ -117,6 +117,8 @@ class XProvider(Provider[XSettings]):
     identifier = "x"
     display_name = "X"
     connect_kind = "oauth"
+    # A public client (PKCE without a secret) is enough.
+    required_config = ("client_id",)
     scopes = ("tweet.read", "tweet.write", "users.read", "offline.access", "media.write")
     default_max_length = 280
     text_counting = "x_weighted"
