@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import standardwebhooks
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -289,3 +291,49 @@ async def test_the_url_guard_applies_at_delivery_time(
         assert tested.status_code == 200
         assert tested.json()["delivery"]["error"].startswith("refused by the URL guard")
     assert receiver.received == []
+
+
+async def test_a_rotated_secret_keeps_signing_for_a_while(
+    db: AsyncSession,
+    tenant: Tenant,
+    test_database: TransactionalDatabase,
+    receiver: Receiver,
+    configure: Callable[..., None],
+) -> None:
+    """Zero-downtime rotation (Standard Webhooks): after a rotation every message carries a
+    signature with the new secret and one with the old, space-separated, until the grace
+    period ends; a receiver still on the old secret keeps verifying them meanwhile."""
+    configure(webhook_max_attempts=1)
+    async with asgi_client(build_app(test_database)) as client:
+        body = {"url": receiver.url("rot"), "events": ["post.published"]}
+        created = (await client.post("/api/webhooks", json=body, headers=tenant.headers)).json()
+        hook_id, old = created["id"], created["secret"]
+        rotated = await client.patch(
+            f"/api/webhooks/{hook_id}", json={"rotate_secret": True}, headers=tenant.headers
+        )
+        new = rotated.json()["secret"]
+        assert new != old
+        receiver.configure("rot", secret=old)  # the receiver has not switched yet
+
+        await emit(db, tenant.org_id, "post.published", {"n": 1})
+        assert await deliver_endpoint(test_database, hook_id) == 1
+        tested = await client.post(f"/api/webhooks/{hook_id}/test", headers=tenant.headers)
+        assert tested.json()["delivery"]["succeeded"] is True
+        for got in receiver.of("rot"):
+            assert got.error is None
+            assert len(got.headers["webhook-signature"].split(" ")) == 2
+            assert standardwebhooks.Webhook(new).verify(got.body, got.headers) == got.verified
+
+        # Once the grace period is over only the new secret signs.
+        row = await db.get(Webhooks, hook_id)
+        assert row is not None and row.previous_secret == old
+        assert row.previous_secret_until is not None
+        assert row.previous_secret_until - datetime.now(UTC) > timedelta(hours=23)
+        row.previous_secret_until = datetime.now(UTC) - timedelta(seconds=1)
+        await db.flush()
+        [late] = await emit(db, tenant.org_id, "post.published", {"n": 2})
+        assert await deliver_endpoint(test_database, hook_id) == 0
+        last = receiver.of("rot")[-1]
+        assert last.headers["webhook-id"] == late
+        assert last.error is not None and len(last.headers["webhook-signature"].split(" ")) == 1
+        assert standardwebhooks.Webhook(new).verify(last.body, last.headers)["data"] == {"n": 2}

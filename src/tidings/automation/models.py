@@ -72,6 +72,10 @@ class Webhooks(TimestampMixin, SoftDeleteMixin, Base):
     secret: Mapped[str | None] = mapped_column(EncryptedText())
     enabled: Mapped[bool] = mapped_column(default=True, server_default=true())
     consecutive_failures: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # Not in the spec: the secret replaced by a rotation keeps signing (a second signature in
+    # the header, Standard Webhooks' zero-downtime rotation) until ``previous_secret_until``.
+    previous_secret: Mapped[str | None] = mapped_column(EncryptedText(), default=None)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(default=None)
     # Not in the spec: set on the endpoint a third-party connector owns (it receives the events
     # through the same delivery machinery); such endpoints are managed through the connector.
     third_party_id: Mapped[str | None] = mapped_column(

@@ -28,12 +28,14 @@ from tidings.automation.schemas import (
     WebhookUpdate,
 )
 from tidings.automation.webhooks import (
+    ROTATION_GRACE,
     InvalidSecret,
     event_body,
     extra_headers,
     generate_secret,
     secret_key,
     send_attempt,
+    signing_secrets,
 )
 from tidings.channels.models import Integration
 from tidings.config import get_settings
@@ -269,6 +271,10 @@ async def update_webhook(
         changes["secret"] = generate_secret()
     elif "secret" in fields and data.secret is not None:
         changes["secret"] = _checked_secret(data.secret)
+    if changes.get("secret", row.secret) != row.secret and row.secret:
+        # Zero-downtime rotation: the old secret signs too for a while (docs/automation.md).
+        changes["previous_secret"] = row.secret
+        changes["previous_secret_until"] = datetime.now(UTC) + ROTATION_GRACE
     if "enabled" in fields and data.enabled is not None:
         changes["enabled"] = data.enabled
     if "integrations" in fields:
@@ -322,7 +328,7 @@ async def send_test_to(session: AsyncSession, row: Webhooks) -> dict[str, Any]:
     body = event_body(TEST_EVENT_TYPE, now, payload)
     result = await send_attempt(
         row.url,
-        row.secret or generate_secret(),
+        signing_secrets(row, now) or [generate_secret()],
         event.id,
         body,
         headers=await extra_headers(session, row),

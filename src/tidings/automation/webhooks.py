@@ -20,7 +20,9 @@ How an endpoint's events travel:
 Signing follows https://www.standardwebhooks.com: ``webhook-id`` is the event id (stable across
 retries, so receivers can de-duplicate), ``webhook-timestamp`` the attempt's Unix time, and
 ``webhook-signature`` is ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` keyed with the
-base64-decoded part of the ``whsec_...`` secret.
+base64-decoded part of the ``whsec_...`` secret. For :data:`ROTATION_GRACE` after a rotation the
+previous secret signs too: both signatures go in the header, space-separated, so receivers can
+switch to the new secret without losing messages.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,6 +62,8 @@ RETRY_TASK = "automation.retry_webhook"
 EXCERPT_BYTES = 2048
 #: Events one job delivers before handing over to a fresh job (fairness between endpoints).
 EVENTS_PER_JOB = 50
+#: How long a secret replaced by a rotation keeps signing next to the new one.
+ROTATION_GRACE = timedelta(hours=24)
 
 
 class InvalidSecret(ValueError):
@@ -96,17 +101,28 @@ def event_body(event_type: str, created_at: datetime, payload: dict[str, Any]) -
 
 
 def signed_headers(
-    secret: str, msg_id: str, body: str, *, now: float | None = None
+    secrets: Sequence[str], msg_id: str, body: str, *, now: float | None = None
 ) -> dict[str, str]:
-    """The Standard Webhooks headers (and content type) of one attempt."""
+    """The Standard Webhooks headers (and content type) of one attempt, signed with every
+    secret in ``secrets`` (space-separated signatures)."""
     timestamp = int(now if now is not None else time.time())
     return {
         "content-type": "application/json",
         "user-agent": f"Tidings-Webhooks/{__version__}",
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(secret, msg_id, timestamp, body),
+        "webhook-signature": " ".join(signature(s, msg_id, timestamp, body) for s in secrets),
     }
+
+
+def signing_secrets(endpoint: Webhooks, now: datetime) -> list[str]:
+    """The secrets a message to ``endpoint`` is signed with: its secret, and the one a rotation
+    replaced while within :data:`ROTATION_GRACE`."""
+    keys = [endpoint.secret] if endpoint.secret else []
+    until = endpoint.previous_secret_until
+    if endpoint.previous_secret and until is not None and until > now:
+        keys.append(endpoint.previous_secret)
+    return keys
 
 
 def backoff(attempt: int) -> timedelta:
@@ -150,13 +166,18 @@ class AttemptResult:
 
 
 async def send_attempt(
-    url: str, secret: str, msg_id: str, body: str, *, headers: dict[str, str] | None = None
+    url: str,
+    secrets: Sequence[str],
+    msg_id: str,
+    body: str,
+    *,
+    headers: dict[str, str] | None = None,
 ) -> AttemptResult:
-    """POST one signed message to ``url`` through the URL guard; never raises for the
-    receiver's faults (they are the result)."""
+    """POST one message signed with ``secrets`` to ``url`` through the URL guard; never raises
+    for the receiver's faults (they are the result)."""
     settings = get_settings()
     timeout = settings.webhook_timeout_seconds
-    headers = {**(headers or {}), **signed_headers(secret, msg_id, body)}
+    headers = {**(headers or {}), **signed_headers(secrets, msg_id, body)}
     started = time.monotonic()
     status_code: int | None = None
     excerpt: str | None = None
@@ -231,12 +252,12 @@ async def deliver_endpoint(database: Database, webhook_id: str) -> int:
             if event.next_attempt_at is not None and event.next_attempt_at > now:
                 # The oldest event waits for its retry; the retry job will wake us up.
                 return delivered
-            url, secret = endpoint.url, endpoint.secret or ""
+            url, keys = endpoint.url, signing_secrets(endpoint, now)
             headers = await extra_headers(session, endpoint)
             event_id, attempt = event.id, event.attempts + 1
             body = event_body(event.type, event.created_at, event.payload)
-        if secret:
-            result = await send_attempt(url, secret, event_id, body, headers=headers)
+        if keys:
+            result = await send_attempt(url, keys, event_id, body, headers=headers)
         else:  # rows written before secrets were mandatory; never send unsigned
             result = AttemptResult(False, None, None, "the endpoint has no signing secret", 0)
         async with database.session() as session:
