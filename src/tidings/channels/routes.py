@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, status
+from fastapi import APIRouter, Body, FastAPI, Query, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import RedirectResponse, Response
 
@@ -31,6 +33,22 @@ from tidings.core.errors import BadRequest
 router = APIRouter(prefix="/api", tags=["channels"])
 
 _RESERVED_QUERY = {"return_to", "customer"}
+
+
+def setup_app(app: FastAPI) -> None:
+    """Close the providers' shared outbound client when the app shuts down, after the app's
+    own lifespan (which stops the in-process worker that may still be publishing)."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        try:
+            async with inner(app_) as state:
+                yield state
+        finally:
+            await service.close_shared_http_clients()
+
+    app.router.lifespan_context = lifespan
 
 
 def _read(channel: Any) -> ChannelRead:
