@@ -312,3 +312,32 @@ async def test_another_organizations_posts_never_appear(browser: Any, live: Live
     finally:
         await context.close()
     assert not problems, problems
+
+
+async def test_composer_takes_every_provider(browser: Any, live: LiveApp) -> None:
+    tenant = await make_tenant(live.database, org_name="Every Provider")
+    async with live.database.session() as session:
+        for cls in all_providers():
+            await make_channel(
+                session, tenant.org_id, name=f"On {cls.display_name}", provider=cls.identifier
+            )
+    context, problems = await _context(browser, live, tenant)
+    try:
+        page = await context.new_page()
+        await page.goto("/compose")
+        boxes = page.locator("[data-channel-pick]")
+        count = await boxes.count()
+        assert count == len(all_providers())
+        for i in range(count):
+            await boxes.nth(i).check()
+        await page.get_by_label("Post text", exact=True).fill("One text for every platform")
+        await expect(page.locator("[data-channel-custom]")).to_have_count(count)
+        await expect(page.locator(".part .counter")).to_have_count(count)
+        # Every provider's settings form opens (fields drawn from its settings schema).
+        for summary in await page.locator("[data-channel-custom] summary").all():
+            await summary.click()
+        assert await page.locator("[data-setting]").count() > 0
+        await screenshot(page, "21-composer-every-provider")
+    finally:
+        await context.close()
+    assert not problems, problems

@@ -259,3 +259,27 @@ def test_only_web_and_local_links_are_rendered() -> None:
     for hostile in ("javascript:alert(1)", " JavaScript:x", "data:text/html,x", "//evil", "/\\x"):
         assert safe_href(hostile) == "", hostile
     assert safe_href(None) == ""
+
+
+async def test_a_failed_oauth_return_lands_on_a_page(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    # Signed out on the way back: sign in, then come back to finish.
+    signed_out = await client.get("/api/channels/mastodon/callback?code=c&state=s", headers=html)
+    assert signed_out.status_code == 303
+    assert signed_out.headers["location"] == (
+        "/login?next=/api/channels/mastodon/callback%3Fcode%3Dc%26state%3Ds"
+    )
+    await _sign_in_cookie(client, tenant)
+    refused = await client.get(
+        "/api/channels/mastodon/callback?error=access_denied&error_description=User+said+no",
+        headers=html,
+    )
+    assert refused.status_code == 303
+    page = await client.get(refused.headers["location"])
+    assert "The channel was not connected." in page.text
+    assert "The platform refused the authorization: User said no" in page.text
+    # API clients still get the JSON answer.
+    api = await client.get("/api/channels/mastodon/callback?error=access_denied")
+    assert api.status_code == 400 and api.json()["field"] == "code"

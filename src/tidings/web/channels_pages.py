@@ -48,6 +48,7 @@ async def channels_page(
     channel: Annotated[str | None, Query(max_length=100)] = None,
     choose: Annotated[str | None, Query(max_length=5)] = None,
     welcome: Annotated[str | None, Query(max_length=5)] = None,
+    connect_error: Annotated[str | None, Query(max_length=400)] = None,
 ) -> Response:
     """The organization's channels grouped by customer, and the providers to connect."""
     org_id = page.caller.organization_id
@@ -84,5 +85,6 @@ async def channels_page(
         pick=pick,
         connected=channel if channel and not choose else None,
         welcome=bool(welcome),
+        connect_error=connect_error,
         utc_offset=offset,
     )

@@ -20,6 +20,7 @@ from tidings.web import (
     compose_pages,
     settings_pages,
 )
+from tidings.web.browser_errors import ConnectErrorPages
 from tidings.web.context import (
     STATIC_DIR,
     ForgetOrganization,
@@ -59,6 +60,7 @@ def setup_app(app: FastAPI) -> None:
     """Wire the web app into ``app`` (called by :func:`tidings.app.create_app`)."""
     secure = str(app.state.settings.public_url).startswith("https://")
     app.add_middleware(CsrfMiddleware, secure=secure)
+    app.add_middleware(ConnectErrorPages)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(ForgetOrganization, _forget_organization)

@@ -124,6 +124,8 @@
     var chip = dragged;
     var start = newStartFor(chip, target);
     if (start.toISOString() === new Date(chip.dataset.start).toISOString()) return;
+    if (start.getTime() < Date.now() && chip.dataset.state !== "draft" &&
+        !window.confirm("This time has passed: the post will be published at once. Move it?")) return;
     move(chip, start, target, true);
   });
 

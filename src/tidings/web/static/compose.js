@@ -712,6 +712,9 @@
     if (list.length) { showSummary(list, true); return; }
     showSummary([], false);
 
+    var due = dateInput.value ? T.zonedToUtc(dateInput.value, tz) : null;
+    if (kind === "schedule" && due && due.getTime() < Date.now() - 60000 &&
+        !window.confirm("This date has passed: the post will be published at once. Continue?")) return;
     var republish = false;
     if (editing && editing.state === "PUBLISHED" && kind !== "draft") {
       if (!window.confirm("This post was published already. Publish it again?")) return;
