@@ -294,7 +294,11 @@ async def _exchange_code(
         if response.status_code >= 500:
             raise UpstreamError(f"{provider.display_name} failed: {reason}")
         # invalid_grant and friends: the code was wrong, used or expired.
-        raise BadRequest(f"{provider.display_name} refused the sign-in: {reason}", field="code")
+        raise BadRequest(
+            f"{provider.display_name} refused the sign-in: {reason}",
+            field="code",
+            code="invalid_code",
+        )
     return str(body["access_token"])
 
 
@@ -343,13 +347,17 @@ async def _identity(
         name = info.get("name") or info.get("given_name")
         if info.get("email_verified") is False:
             raise BadRequest(
-                f"verify your email address with {provider.display_name} first", field="email"
+                f"verify your email address with {provider.display_name} first",
+                field="email",
+                code="email_not_verified",
             )
     if subject is None or str(subject) == "":
         raise UpstreamError(f"{provider.display_name} did not say who signed in")
     if not isinstance(email, str) or "@" not in email:
         raise BadRequest(
-            f"{provider.display_name} did not share a verified email address", field="email"
+            f"{provider.display_name} did not share a verified email address",
+            field="email",
+            code="email_not_verified",
         )
     return Identity(
         provider_id=str(subject),
@@ -376,9 +384,11 @@ async def complete(
         raise BadRequest("the provider sent no state", field="state", code="invalid_state")
     row = await _consume_state(session, name, state)
     if error:
-        raise BadRequest(f"the sign-in was refused: {error[:200]}", field="error")
+        raise BadRequest(
+            f"the sign-in was refused: {error[:200]}", field="error", code="sign_in_refused"
+        )
     if not code:
-        raise BadRequest("the provider sent no code", field="code")
+        raise BadRequest("the provider sent no code", field="code", code="invalid_code")
     provider = await get_provider(settings, name, client)
     access_token = await _exchange_code(client, provider, code, row)
     identity = await _identity(client, provider, access_token)
@@ -395,7 +405,7 @@ async def complete(
     ).scalar_one_or_none()
     if user is not None:
         if not user.activated:
-            raise Forbidden("this account is disabled")
+            raise Forbidden("this account is disabled", code="account_disabled")
         return Completed(user, False, next_path, invite_token)
 
     taken = (
@@ -409,10 +419,14 @@ async def complete(
         raise Conflict(
             f"another {provider.display_name} account already uses {identity.email}",
             field="email",
+            code="email_taken",
         )
     invite = await invite_from_token(session, invite_token) if invite_token else None
     if invite is None and not await registration_open(session, settings):
-        raise Forbidden("registration is disabled on this instance; ask for an invite")
+        raise Forbidden(
+            "registration is disabled on this instance; ask for an invite",
+            code="registration_disabled",
+        )
     user = User(
         email=identity.email,
         password=None,

@@ -3,7 +3,9 @@ profile, and the global super admin's tools."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -44,7 +46,10 @@ from tidings.accounts.schemas import (
 )
 from tidings.accounts.sessions import resolve_session, revoke_session
 from tidings.config import Settings
+from tidings.core.errors import TidingsError
 from tidings.db import Database
+
+logger = logging.getLogger("tidings.accounts")
 
 router = APIRouter(prefix="/api", tags=["accounts"])
 
@@ -218,25 +223,40 @@ async def oauth_callback(
     error: Annotated[str | None, Query(max_length=500)] = None,
 ) -> RedirectResponse:
     """Where the provider sends the browser back: sign in (creating the account on first
-    visit) and land on the page the sign-in started from."""
+    visit) and land on the page the sign-in started from.
+
+    A browser is never left on a JSON error: a failed sign-in lands on
+    ``/login?error=<code>`` (e.g. ``invalid_state``, ``sign_in_refused``, ``email_taken``,
+    ``registration_disabled``, ``upstream_error``), with nothing of it saved.
+    """
     from tidings.orgs.invites import accept_invite, invite_from_token
 
-    async with httpx.AsyncClient() as client:
-        done = await oauth.complete(
-            db, _settings(request), client, provider, code=code, state=state, error=error
+    try:
+        # A savepoint: a failure after the account was created (say, a spent invite) must
+        # not leave half of it behind when the redirect below commits the request.
+        async with db.begin_nested():
+            async with httpx.AsyncClient() as client:
+                done = await oauth.complete(
+                    db, _settings(request), client, provider, code=code, state=state, error=error
+                )
+            organization_id = None
+            if done.invite:
+                invite = await invite_from_token(db, done.invite)
+                await accept_invite(db, invite, done.user)
+                organization_id = invite.organization_id
+            signed = await service.open_session(
+                db,
+                done.user,
+                ip=client_ip(request),
+                agent=client_agent(request),
+                organization_id=organization_id,
+            )
+    except TidingsError as exc:
+        log = logger.warning if exc.status_code >= 500 else logger.info
+        log("sign-in with %s failed (%s): %s", provider, exc.code, exc.message)
+        return RedirectResponse(
+            f"/login?{urlencode({'error': exc.code})}", status_code=status.HTTP_303_SEE_OTHER
         )
-    organization_id = None
-    if done.invite:
-        invite = await invite_from_token(db, done.invite)
-        await accept_invite(db, invite, done.user)
-        organization_id = invite.organization_id
-    signed = await service.open_session(
-        db,
-        done.user,
-        ip=client_ip(request),
-        agent=client_agent(request),
-        organization_id=organization_id,
-    )
     response = RedirectResponse(done.next_path, status_code=status.HTTP_303_SEE_OTHER)
     _signed_in(request, response, signed)
     return response
