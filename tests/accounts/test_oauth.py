@@ -208,6 +208,37 @@ async def test_state_is_single_use_and_must_be_known(
     assert _login_error(await sso_client.get(swapped)) == "invalid_state"
 
 
+async def test_a_callback_only_works_in_the_browser_that_started_it(
+    test_database: TransactionalDatabase,
+    sso_client: httpx.AsyncClient,
+    idp: IdentityProvider,
+    db: AsyncSession,
+) -> None:
+    # The attacker starts a sign-in with their own account and sends the victim the link
+    # the provider sends back: the victim's browser must not end up signed in as them.
+    idp.profile = {"sub": "attacker-1", "email": "attacker@example.com"}
+    start = await sso_client.get("/api/auth/oauth/oidc/start")
+    cookie = next(
+        c for c in start.headers.get_list("set-cookie") if c.startswith("tidings_sign_in=")
+    )
+    assert "HttpOnly" in cookie and "Path=/api/auth/oauth" in cookie
+    callback = await _authorize(sso_client, "oidc")
+    async with asgi_client(build_app(test_database, settings=_settings(idp))) as victim:
+        response = await victim.get(callback)
+        assert _login_error(response) == "invalid_state"
+        # A forged sign-in cookie does not help either.
+        victim.cookies.set("tidings_sign_in", "x" * 32, domain="testserver")
+        assert _login_error(await victim.get(callback)) == "invalid_state"
+    assert (
+        await db.execute(select(User).where(User.email == "attacker@example.com"))
+    ).scalar_one_or_none() is None
+    # Sign-ins started in two tabs of one browser both work.
+    first = await _authorize(sso_client, "oidc")
+    second = await _authorize(sso_client, "oidc")
+    assert (await sso_client.get(second)).status_code == 303
+    assert _token_of(await sso_client.get(first))
+
+
 async def test_expired_state_is_refused(sso_client: httpx.AsyncClient, db: AsyncSession) -> None:
     callback = await _authorize(sso_client, "google")
     for row in (await db.execute(select(OAuthState))).scalars():

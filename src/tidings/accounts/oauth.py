@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import logging
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from tidings.accounts.models import User
 from tidings.accounts.service import default_org_name, registration_open
 from tidings.channels.models import OAuthState
 from tidings.config import Settings
+from tidings.core import crypto
 from tidings.core.enums import Provider
 from tidings.core.errors import BadRequest, Conflict, Forbidden, NotFound, TidingsError
 from tidings.core.ids import new_token
@@ -38,6 +40,8 @@ from tidings.orgs.service import create_organization
 logger = logging.getLogger("tidings.accounts.oauth")
 
 STATE_TTL = timedelta(minutes=10)
+#: The cookie binding a pending sign-in to the browser that started it.
+BROWSER_COOKIE = "tidings_sign_in"
 HTTP_TIMEOUT = httpx.Timeout(15.0, connect=10.0)
 MAX_NEXT_LENGTH = 500
 
@@ -194,8 +198,14 @@ async def start(
     *,
     next_path: str | None,
     invite: str | None,
+    browser: str,
 ) -> str:
-    """Record a pending sign-in and return the provider's authorization URL."""
+    """Record a pending sign-in and return the provider's authorization URL.
+
+    ``browser`` is the secret of the browser's sign-in cookie (:data:`BROWSER_COOKIE`): the
+    callback is accepted only from the browser that started the sign-in, so nobody can sign
+    a victim into the attacker's account by sending them the attacker's callback link.
+    """
     provider = await get_provider(settings, name, client)
     state = new_token(24)
     verifier = new_token(48)
@@ -207,7 +217,13 @@ async def start(
             provider=name,
             code_verifier=verifier,
             redirect_uri=redirect_uri,
-            data=json.dumps({"next": safe_next(next_path), "invite": invite}),
+            data=json.dumps(
+                {
+                    "next": safe_next(next_path),
+                    "invite": invite,
+                    "browser": crypto.hash_token(browser),
+                }
+            ),
             expires_at=datetime.now(UTC) + STATE_TTL,
         )
     )
@@ -375,14 +391,28 @@ async def complete(
     code: str | None,
     state: str | None,
     error: str | None,
+    browser: str | None,
 ) -> Completed:
-    """Finish a sign-in: check the state, exchange the code, read the identity, and find or
+    """Finish a sign-in: check the state (and that ``browser``, the secret of the sign-in
+    cookie, is the one that started it), exchange the code, read the identity, and find or
     create the user."""
     from tidings.orgs.invites import invite_from_token
 
     if not state:
         raise BadRequest("the provider sent no state", field="state", code="invalid_state")
     row = await _consume_state(session, name, state)
+    data = json.loads(row.data) if row.data else {}
+    expected = data.get("browser")
+    if (
+        not browser
+        or not isinstance(expected, str)
+        or not hmac.compare_digest(expected, crypto.hash_token(browser))
+    ):
+        raise BadRequest(
+            "this sign-in was started in another browser; start again",
+            field="state",
+            code="invalid_state",
+        )
     if error:
         raise BadRequest(
             f"the sign-in was refused: {error[:200]}", field="error", code="sign_in_refused"
@@ -392,7 +422,6 @@ async def complete(
     provider = await get_provider(settings, name, client)
     access_token = await _exchange_code(client, provider, code, row)
     identity = await _identity(client, provider, access_token)
-    data = json.loads(row.data) if row.data else {}
     invite_token = data.get("invite") if isinstance(data.get("invite"), str) else None
     next_path = safe_next(data.get("next"))
 

@@ -4,6 +4,7 @@ profile, and the global super admin's tools."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -47,6 +48,7 @@ from tidings.accounts.schemas import (
 from tidings.accounts.sessions import resolve_session, revoke_session
 from tidings.config import Settings
 from tidings.core.errors import TidingsError
+from tidings.core.ids import new_token
 from tidings.db import Database
 
 logger = logging.getLogger("tidings.accounts")
@@ -54,6 +56,7 @@ logger = logging.getLogger("tidings.accounts")
 router = APIRouter(prefix="/api", tags=["accounts"])
 
 ProviderName = Annotated[str, Path(max_length=40, pattern=r"^[a-z0-9_-]+$")]
+_BROWSER_SECRET = re.compile(r"[A-Za-z0-9_-]{20,100}")
 
 
 def _settings(request: Request) -> Settings:
@@ -206,11 +209,32 @@ async def oauth_start(
 ) -> RedirectResponse:
     """Send the browser to the provider's consent page."""
     await limits.check(_database(request), "sign-in", "ip", client_ip(request), limits.LOGIN_PER_IP)
+    # One secret per browser (kept across sign-ins started in several tabs).
+    browser = request.cookies.get(oauth.BROWSER_COOKIE) or ""
+    if not _BROWSER_SECRET.fullmatch(browser):
+        browser = new_token(24)
     async with httpx.AsyncClient() as client:
         url = await oauth.start(
-            db, _settings(request), client, provider, next_path=next, invite=invite
+            db,
+            _settings(request),
+            client,
+            provider,
+            next_path=next,
+            invite=invite,
+            browser=browser,
         )
-    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
+    response = RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        oauth.BROWSER_COOKIE,
+        browser,
+        max_age=int(oauth.STATE_TTL.total_seconds()),
+        path="/api/auth/oauth",
+        httponly=True,
+        # Lax: sent on the provider's top-level redirect back to the callback.
+        samesite="lax",
+        secure=_settings(request).public_url.startswith("https://"),
+    )
+    return response
 
 
 @router.get("/auth/oauth/{provider}/callback")
@@ -237,7 +261,14 @@ async def oauth_callback(
         async with db.begin_nested():
             async with httpx.AsyncClient() as client:
                 done = await oauth.complete(
-                    db, _settings(request), client, provider, code=code, state=state, error=error
+                    db,
+                    _settings(request),
+                    client,
+                    provider,
+                    code=code,
+                    state=state,
+                    error=error,
+                    browser=request.cookies.get(oauth.BROWSER_COOKIE),
                 )
             organization_id = None
             if done.invite:
