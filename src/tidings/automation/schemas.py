@@ -24,8 +24,26 @@ MAX_TEMPLATE_LENGTH = 10_000
 MAX_CHANNELS = 50
 
 
+def without_nul(value: Any) -> Any:
+    """``value`` unless a string in it (a key or value, at any depth) holds a NUL character:
+    PostgreSQL text and JSON cannot store one, so it is refused here, naming the field."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            without_nul(key)
+            without_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            without_nul(item)
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    _no_nul = field_validator("*")(without_nul)
 
 
 def _unique(values: list[str]) -> list[str]:
