@@ -232,16 +232,21 @@ async def test_configured_says_what_each_provider_still_needs(
     assert by_id["linkedin-page"]["configured"] is True
 
 
-async def test_delete_needs_an_admin(
-    client: httpx.AsyncClient, tenant: Tenant, channel: Integration, test_database: Database
-) -> None:
+async def user_of(test_database: Database, tenant: Tenant) -> dict[str, str]:
+    """Headers of a member with the USER role in ``tenant``'s organization."""
     member = await make_tenant(test_database, org_name="Elsewhere")
     async with test_database.session() as session:
         session.add(
             UserOrganization(user_id=member.user_id, organization_id=tenant.org_id, role=Role.USER)
         )
         token, _ = await create_session(session, member.user_id, organization_id=tenant.org_id)
-    headers = {"Authorization": f"Bearer {token}", "X-Tidings-Org": tenant.org_id}
+    return {"Authorization": f"Bearer {token}", "X-Tidings-Org": tenant.org_id}
+
+
+async def test_delete_needs_an_admin(
+    client: httpx.AsyncClient, tenant: Tenant, channel: Integration, test_database: Database
+) -> None:
+    headers = await user_of(test_database, tenant)
     assert (await client.get(f"/api/channels/{channel.id}", headers=headers)).status_code == 200
     refused = await client.delete(f"/api/channels/{channel.id}", headers=headers)
     assert refused.status_code == 403
@@ -249,6 +254,43 @@ async def test_delete_needs_an_admin(
     assert done.status_code == 204
     again = await client.delete(f"/api/channels/{channel.id}", headers=tenant.headers)
     assert again.status_code == 404
+
+
+async def test_only_admins_connect_and_manage_channels(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    channel: Integration,
+    test_database: Database,
+    db: AsyncSession,
+) -> None:
+    headers = await user_of(test_database, tenant)
+    pending = await make_channel(db, tenant.org_id, provider="linkedin-page", in_between_steps=True)
+    # A USER writes posts: they see the channels, their rules, tools and customers...
+    for path in (
+        "/api/providers",
+        "/api/channels",
+        f"/api/channels/{channel.id}",
+        f"/api/channels/{channel.id}/rules",
+        "/api/customers",
+    ):
+        answer = await client.get(path, headers=headers)
+        assert answer.status_code == 200, (path, answer.text)
+    # ... but connecting, renaming, picking a page and creating customers is an admin's job.
+    for method, path, body in (
+        ("GET", "/api/channels/mastodon/connect", None),
+        ("POST", "/api/channels/bluesky/connect", {"fields": {"identifier": "a", "password": "b"}}),
+        ("GET", "/api/channels/mastodon/callback?code=c&state=s", None),
+        ("POST", "/api/channels/mastodon/callback", {"code": "c", "state": "s"}),
+        ("PATCH", f"/api/channels/{channel.id}", {"name": "Mine now", "disabled": True}),
+        ("GET", f"/api/channels/{pending.id}/choices", None),
+        ("POST", f"/api/channels/{pending.id}/choose", {"choice_id": "1"}),
+        ("POST", "/api/customers", {"name": "Acme"}),
+    ):
+        answer = await client.request(method, path, json=body, headers=headers)
+        assert answer.status_code == 403, (method, path, answer.text)
+    row = await db.get(Integration, channel.id, populate_existing=True)
+    assert row is not None and row.name == "Alice" and row.disabled is False
+    assert (await db.execute(select(Customer).where(Customer.org_id == tenant.org_id))).all() == []
 
 
 async def test_other_organizations_channel_is_invisible(

@@ -1,4 +1,8 @@
-"""App API of channels: providers, connecting, managing, choices, tools, customers."""
+"""App API of channels: providers, connecting, managing, choices, tools, customers.
+
+Members (USER role included, since they write posts) read channels, rules, tools and customers;
+connecting, changing or deleting a channel and creating customers is for admins.
+"""
 
 from __future__ import annotations
 
@@ -84,7 +88,7 @@ async def list_providers(caller: Member) -> list[dict[str, Any]]:
 async def start_connect(
     provider: str,
     request: Request,
-    caller: Member,
+    caller: Admin,
     db: DbSession,
     return_to: Annotated[str | None, Query(max_length=500)] = None,
     customer: Annotated[str | None, Query(max_length=200)] = None,
@@ -110,7 +114,7 @@ async def start_connect(
     status_code=status.HTTP_201_CREATED,
 )
 async def connect_with_fields(
-    provider: str, body: FieldsConnect, caller: Member, db: DbSession
+    provider: str, body: FieldsConnect, caller: Admin, db: DbSession
 ) -> ConnectedRead:
     """Connect a credential-field provider (e.g. Bluesky) with its field values."""
     outcome = await service.connect_with_fields(
@@ -122,7 +126,7 @@ async def connect_with_fields(
 @router.get("/channels/{provider}/callback", response_model=ConnectedRead)
 async def oauth_callback(
     provider: str,
-    caller: Member,
+    caller: Admin,
     db: DbSession,
     code: Annotated[str | None, Query(max_length=4000)] = None,
     state: Annotated[str | None, Query(max_length=200)] = None,
@@ -157,7 +161,7 @@ async def oauth_callback(
 
 @router.post("/channels/{provider}/callback", response_model=ConnectedRead)
 async def oauth_callback_post(
-    provider: str, body: CallbackBody, caller: Member, db: DbSession
+    provider: str, body: CallbackBody, caller: Admin, db: DbSession
 ) -> ConnectedRead:
     """The callback for the web app, which receives the code itself and posts it here."""
     outcome = await service.finish_connect(
@@ -193,7 +197,7 @@ async def get_channel(channel_id: str, caller: Member, db: DbSession) -> Channel
 
 @router.patch("/channels/{channel_id}", response_model=ChannelRead)
 async def update_channel(
-    channel_id: str, body: ChannelUpdate, caller: Member, db: DbSession
+    channel_id: str, body: ChannelUpdate, caller: Admin, db: DbSession
 ) -> ChannelRead:
     """Rename, picture, disable/enable, posting times, customer, preferences (omitted fields
     are kept; ``customer: null`` unassigns)."""
@@ -227,7 +231,7 @@ async def channel_rules(channel_id: str, caller: Member, db: DbSession) -> dict[
 
 
 @router.get("/channels/{channel_id}/choices", response_model=list[ChoiceRead])
-async def list_choices(channel_id: str, caller: Member, db: DbSession) -> list[ChoiceRead]:
+async def list_choices(channel_id: str, caller: Admin, db: DbSession) -> list[ChoiceRead]:
     """The pages/accounts a channel in between steps may pick."""
     choices = await service.list_choices(db, caller.organization_id, channel_id)
     return [
@@ -236,7 +240,7 @@ async def list_choices(channel_id: str, caller: Member, db: DbSession) -> list[C
 
 
 @router.post("/channels/{channel_id}/choose", response_model=ConnectedRead)
-async def choose(channel_id: str, body: ChooseBody, caller: Member, db: DbSession) -> ConnectedRead:
+async def choose(channel_id: str, body: ChooseBody, caller: Admin, db: DbSession) -> ConnectedRead:
     """Pick the page/account of a channel in between steps."""
     outcome = await service.choose(db, caller.organization_id, channel_id, body.choice_id)
     return _connected(outcome)
@@ -271,7 +275,7 @@ async def list_customers(caller: Member, db: DbSession) -> list[CustomerRead]:
     status_code=status.HTTP_201_CREATED,
     tags=["customers"],
 )
-async def create_customer(body: CustomerCreate, caller: Member, db: DbSession) -> CustomerRead:
+async def create_customer(body: CustomerCreate, caller: Admin, db: DbSession) -> CustomerRead:
     """Create a customer (or return the existing one of that name)."""
     customer = await customers_service.get_or_create_customer(db, caller.organization_id, body.name)
     return CustomerRead.of(customer)
