@@ -10,6 +10,8 @@ from playwright.async_api import expect
 from sqlalchemy import select
 
 from tests.channels.providers.servers.bluesky import FakeBluesky
+from tests.channels.providers.servers.discord import API as DISCORD_API
+from tests.channels.providers.servers.discord import BOT_TOKEN, FakeDiscord
 from tests.channels.providers.servers.mastodon import FakeMastodon
 from tests.web.conftest import BROWSER_TIMEZONE, LiveApp, screenshot, watch
 from tidings.accounts.models import User
@@ -28,7 +30,9 @@ async def sign_up(page: Any, email: str, *, name: str = "Ada", org: str = "Ada A
     await page.wait_for_url("**/channels?welcome=1")
 
 
-async def test_sign_up_connect_and_manage_channels(page: Any, live: LiveApp) -> None:
+async def test_sign_up_connect_and_manage_channels(
+    page: Any, live: LiveApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await page.goto("/settings/team")
     await page.wait_for_url("**/login?next=/settings/team")
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
@@ -50,7 +54,7 @@ async def test_sign_up_connect_and_manage_channels(page: Any, live: LiveApp) -> 
         assert user.timezone_name == BROWSER_TIMEZONE
     await expect(page.locator("body")).to_have_attribute("data-timezone", BROWSER_TIMEZONE)
 
-    async with FakeMastodon() as masto, FakeBluesky() as pds:
+    async with FakeMastodon() as masto, FakeBluesky() as pds, FakeDiscord() as discord:
         # OAuth: the browser goes to the instance and comes back to the channels page.
         await page.get_by_role("button", name="Connect a channel").click()
         dialog = page.get_by_role("dialog", name="Connect a channel")
@@ -78,6 +82,27 @@ async def test_sign_up_connect_and_manage_channels(page: Any, live: LiveApp) -> 
         await dialog.get_by_role("button", name="Connect", exact=True).click()
         await page.wait_for_url("**/channels?channel=*")
         await expect(page.get_by_role("heading", name="Acme")).to_be_visible()
+
+        # In between steps: Discord authorizes a server, then a channel of it is picked.
+        for key, value in {
+            "CLIENT_ID": "discord-app",
+            "CLIENT_SECRET": "discord-secret",
+            "BOT_TOKEN": BOT_TOKEN,
+            "API_URL": discord.url(DISCORD_API),
+            "WEB_URL": discord.base_url,
+        }.items():
+            monkeypatch.setenv(f"TIDINGS_DISCORD_{key}", value)
+        await page.reload()
+        await page.get_by_role("button", name="Connect a channel").click()
+        await dialog.get_by_role("button", name="Discord").click()
+        await dialog.get_by_role("button", name="Continue to Discord").click()
+        pick = page.get_by_role("dialog", name="Choose where to post")
+        await expect(pick.get_by_role("button", name="general")).to_be_visible()
+        await screenshot(page, "03b-pick-a-page", full_page=False)
+        await pick.get_by_role("button", name="general").click()
+        await page.wait_for_url("**/channels?channel=*")
+        discord_card = page.locator("[data-provider=discord]")
+        await expect(discord_card.locator("[data-status]")).to_have_text("Active")
 
     # Preferences: posting time typed in the user's zone, kept in UTC.
     mastodon_card = page.locator("[data-provider=mastodon]")

@@ -389,8 +389,14 @@
     rememberTimezone();
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  // After every deferred script of the page (they add their listeners first).
+  var started = false;
+  function startOnce() { if (!started) { started = true; start(); } }
+  if (document.readyState === "complete") startOnce();
+  else {
+    document.addEventListener("DOMContentLoaded", startOnce);
+    window.addEventListener("load", startOnce);
+  }
 
   window.Tidings = {
     api: api, csrf: csrf, serialize: serialize, showErrors: showErrors, clearErrors: clearErrors,
