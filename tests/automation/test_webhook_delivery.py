@@ -13,13 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import standardwebhooks
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.automation.helpers import Receiver, eventually, running_worker
 from tests.conftest import Tenant, TransactionalDatabase, asgi_client, build_app, make_tenant
 from tidings.automation.events import emit
 from tidings.automation.models import WebhookDelivery, WebhookEvent, Webhooks
+from tidings.automation.tasks import sweep_pending
 from tidings.automation.webhooks import deliver_endpoint, generate_secret
 from tidings.db import Database
 from tidings.notifications.models import Notifications
@@ -337,3 +338,32 @@ async def test_a_rotated_secret_keeps_signing_for_a_while(
         assert last.headers["webhook-id"] == late
         assert last.error is not None and len(last.headers["webhook-signature"].split(" ")) == 1
         assert standardwebhooks.Webhook(new).verify(last.body, last.headers)["data"] == {"n": 2}
+
+
+async def test_the_sweep_frees_an_endpoint_whose_worker_died(
+    fresh_database: Database, receiver: Receiver, configure: Callable[..., None]
+) -> None:
+    """A worker killed mid-delivery leaves its job 'doing', holding the endpoint's lock: every
+    later delivery job of the endpoint would wait behind it for good. The sweep puts such a
+    job back in the queue and the endpoint's events go out, in order."""
+    configure()
+    owner = await make_tenant(fresh_database)
+    hook_id, secret = await _endpoint(fresh_database, owner.org_id, receiver.url("orphan"))
+    receiver.configure("orphan", secret=secret)
+    first = await _emit(fresh_database, owner.org_id, "post.published", {"n": 1})
+    async with fresh_database.session() as session:
+        # Taken by a worker that died since (its row pruned, so no worker id).
+        await session.execute(
+            text("UPDATE procrastinate_jobs SET status = 'doing' WHERE lock = :lock"),
+            {"lock": f"webhook:{hook_id}"},
+        )
+
+    async with running_worker(fresh_database):
+        second = await _emit(fresh_database, owner.org_id, "post.published", {"n": 2})
+        # The worker may already run the periodic sweep at start; running it again is harmless.
+        await sweep_pending()
+        await eventually(lambda: len(receiver.of("orphan")) == 2)
+
+    got = receiver.of("orphan")
+    assert [r.headers["webhook-id"] for r in got] == [first, second]
+    assert all(r.error is None for r in got)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
+from procrastinate.exceptions import ConnectorException
 from sqlalchemy import delete, or_, select
 
 from tidings.automation import autopost, webhooks
@@ -19,6 +20,9 @@ from tidings.core.jobs import defer_in_session, job_app
 from tidings.db import get_database
 
 logger = logging.getLogger("tidings.automation.tasks")
+
+#: A worker silent for this long is dead (Procrastinate's heartbeat comes every 10 seconds).
+STALLED_AFTER_SECONDS = 60.0
 
 
 @job_app.task(name=DELIVER_TASK, retry=False)
@@ -38,9 +42,35 @@ async def retry_webhook(webhook_id: str) -> None:
         )
 
 
+async def release_stalled_deliveries() -> int:
+    """Queue again the delivery jobs of workers that died mid-job; returns how many.
+
+    Such a job stays 'doing' and keeps its endpoint's lock, which would hold back every later
+    delivery job of that endpoint for good. Queued again it keeps its place (the oldest of the
+    lock) and the endpoint's oldest pending event is sent (again: receivers de-duplicate by
+    ``webhook-id``)."""
+    stalled = await job_app.job_manager.get_stalled_jobs(
+        task_name=DELIVER_TASK, seconds_since_heartbeat=STALLED_AFTER_SECONDS
+    )
+    released = 0
+    for job in stalled:
+        if job.id is None:
+            continue
+        try:
+            await job_app.job_manager.retry_job_by_id_async(job.id, retry_at=datetime.now(UTC))
+        except ConnectorException:  # it finished or was released meanwhile
+            continue
+        released += 1
+    if released:
+        logger.warning("webhook sweep: %d delivery job(s) of dead workers queued again", released)
+    return released
+
+
 async def sweep_pending() -> int:
     """Defer delivery for every enabled endpoint with a due pending event (a safety net for a
-    job lost to a crash); returns how many endpoints were kicked."""
+    job lost to a crash, whose lock is released first); returns how many endpoints were
+    kicked."""
+    await release_stalled_deliveries()
     now = datetime.now(UTC)
     async with get_database().session() as session:
         ids = list(
