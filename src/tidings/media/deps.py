@@ -1,10 +1,19 @@
-"""Wiring of the media library from the settings: the storage backend and the upload config.
+"""Wiring of the media library from the settings: the storage backend and the upload config,
+and the authentication of upload routes.
 
 :func:`media_env` builds one :class:`MediaEnv` per distinct configuration and reuses it (an S3
 client is costly to create and thread-safe to share). Requests get it with the
 :data:`MediaEnvDep` dependency (from the app's own settings, which tests may replace); code
 outside requests (jobs, the publishing engine) calls ``media_env()``, which reads
 :func:`tidings.config.get_settings`.
+
+Upload routes authenticate with :data:`UploadMember` / :data:`UploadApiKeyOrg` instead of the
+usual ``Member`` / ``ApiKeyOrg``: those resolve the caller on the request's session, which stays
+open (a pooled connection idle in transaction) until the route returns -- for an upload, until
+the whole body has arrived, which over a slow link takes minutes and lets a few dozen uploads
+exhaust the pool. These run the same checks in a unit of work of their own that ends before the
+route starts; the service then streams the body with no connection and writes the row in a
+second short unit of work.
 """
 
 from __future__ import annotations
@@ -16,7 +25,10 @@ from typing import Annotated, Final
 
 from fastapi import Depends, Request
 
+from tidings.accounts import auth
+from tidings.accounts.auth import Caller
 from tidings.config import Settings, get_settings
+from tidings.db import Database, get_database
 from tidings.media.ingest import IngestConfig
 from tidings.media.limits import MediaLimits
 from tidings.media.storage import LocalStorage, S3Storage, Storage
@@ -146,3 +158,29 @@ def request_media_env(request: Request) -> MediaEnv:
 
 
 MediaEnvDep = Annotated[MediaEnv, Depends(request_media_env)]
+
+
+def request_database(request: Request) -> Database:
+    """The app's database (the one ``get_session`` uses), else the process's."""
+    database: Database | None = getattr(request.app.state, "database", None)
+    return database or get_database()
+
+
+async def _upload_member(request: Request) -> Caller:
+    # The checks of ``Member``, on a session closed (committed) before the body is read.
+    async with request_database(request).session() as session:
+        active = await auth._active_session(request, session)
+        return await auth._member(request, session, active)
+
+
+async def _upload_api_key_org(request: Request) -> Caller:
+    # The checks of ``ApiKeyOrg``, on a session closed before the body is read.
+    async with request_database(request).session() as session:
+        return await auth._api_key_org(request, session)
+
+
+#: ``Member`` for upload routes: authenticated in a short unit of work of its own, so that no
+#: database connection is held while the body streams.
+UploadMember = Annotated[Caller, Depends(_upload_member)]
+#: ``ApiKeyOrg`` for upload routes (see :data:`UploadMember`).
+UploadApiKeyOrg = Annotated[Caller, Depends(_upload_api_key_org)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 
 from tidings.accounts.auth import DbSession, Member
 from tidings.media import service
-from tidings.media.deps import MediaEnvDep, media_env
+from tidings.media.deps import MediaEnvDep, UploadMember, media_env, request_database
 from tidings.media.schemas import (
     MediaDeleted,
     MediaFromUrl,
@@ -48,21 +48,27 @@ _MULTIPART_BODY: dict[str, Any] = {
     openapi_extra=_MULTIPART_BODY,
     responses={413: {"description": "Too large"}, 415: {"description": "Unsupported type"}},
 )
-async def upload_media(
-    request: Request, caller: Member, session: DbSession, env: MediaEnvDep
-) -> MediaRead:
+async def upload_media(request: Request, caller: UploadMember, env: MediaEnvDep) -> MediaRead:
     """Upload an image, video or PDF (multipart field ``file``; optional ``name``, ``alt``)."""
-    media = await service.upload_stream(session, caller.organization_id, request, env=env)
+    # No request session: none may stay checked out while the body streams (see deps).
+    media = await service.upload_stream(
+        request_database(request), caller.organization_id, request, env=env
+    )
     return MediaRead.of(media)
 
 
 @router.post("/api/media/from-url", status_code=201, tags=["media"])
 async def upload_media_from_url(
-    body: MediaFromUrl, caller: Member, session: DbSession, env: MediaEnvDep
+    body: MediaFromUrl, request: Request, caller: UploadMember, env: MediaEnvDep
 ) -> MediaRead:
     """Download a file from a URL into the library."""
     media = await service.upload_from_url(
-        session, caller.organization_id, body.url, name=body.name, alt=body.alt, env=env
+        request_database(request),
+        caller.organization_id,
+        body.url,
+        name=body.name,
+        alt=body.alt,
+        env=env,
     )
     return MediaRead.of(media)
 

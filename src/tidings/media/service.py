@@ -40,6 +40,7 @@ from tidings.core.enums import State
 from tidings.core.errors import BadRequest, Conflict, NotFound
 from tidings.core.jobs import defer_in_session
 from tidings.core.tenancy import OrgId, get_owned, owned_by, select_owned
+from tidings.db import Database
 from tidings.media.deps import MediaEnv, media_env, request_media_env
 from tidings.media.errors import MultipartError
 from tidings.media.fetch import ingest_url
@@ -165,18 +166,23 @@ async def _discard_objects(storage: Storage, ingested: IngestedMedia) -> None:
 
 
 async def _record(
-    session: AsyncSession,
+    database: Database,
     org_id: OrgId,
     ingested: IngestedMedia,
     env: MediaEnv,
     fields: Callable[[], tuple[str | None, str | None]],
 ) -> Media:
+    # A unit of work of its own, opened only now that the bytes are stored: the upload held no
+    # database connection while it streamed. Committed before returning, so the answer never
+    # names a row that failed to commit; on any failure the stored objects are removed.
     try:
         name, alt = fields()
-        return await create_media(session, org_id, ingested, env=env, name=name, alt=alt)
+        async with database.session() as session:
+            media = await create_media(session, org_id, ingested, env=env, name=name, alt=alt)
     except BaseException:
         await _discard_objects(env.storage, ingested)
         raise
+    return media
 
 
 async def _request_body(request: Request) -> AsyncIterator[bytes]:
@@ -208,7 +214,7 @@ def _form_fields(fields: Mapping[str, str]) -> tuple[str | None, str | None]:
 
 
 async def upload_stream(
-    session: AsyncSession,
+    database: Database,
     org_id: OrgId,
     request: Request,
     allowed_kinds: frozenset[MediaKind] = ALL_KINDS,
@@ -220,6 +226,9 @@ async def upload_stream(
 
     The body is parsed while it arrives and the file streamed through sniffing, the size limit
     of its kind and into storage: memory holds one chunk, the disk never more than the limit.
+    No database connection is held meanwhile: the row is written at the end in a short unit of
+    work of ``database`` of its own, committed on return (authenticate the route with
+    :data:`~tidings.media.deps.UploadMember` / ``UploadApiKeyOrg`` so that auth holds none either).
     Optional text fields ``name`` (display name) and ``alt``, before or after the file.
     ``allowed_kinds``: the Public API passes :data:`IMAGES_AND_VIDEOS`. Errors (JSON, naming the
     field): 415 not an accepted type or content contradicting the name, 413 too large, 400 empty,
@@ -244,11 +253,11 @@ async def upload_stream(
         allowed_kinds=allowed_kinds,
         field=file_field,
     )
-    return await _record(session, org_id, ingested, env, lambda: _form_fields(upload.fields))
+    return await _record(database, org_id, ingested, env, lambda: _form_fields(upload.fields))
 
 
 async def upload_from_url(
-    session: AsyncSession,
+    database: Database,
     org_id: OrgId,
     url: str,
     *,
@@ -263,6 +272,8 @@ async def upload_from_url(
     http and private addresses are allowed too); every redirect is re-checked; the size is
     capped while downloading; the content is sniffed and verified like an upload. Errors name
     the field ``url``: 400 refused/unreachable/remote error, 413 too large, 415 unsupported.
+    Like :func:`upload_stream`, no database connection is held during the download; the row is
+    written in a short unit of work of ``database`` of its own, committed on return.
     """
     env = env or media_env()
     if name is not None:
@@ -277,7 +288,7 @@ async def upload_from_url(
         allow_http=env.allow_private_urls,
         allowed_kinds=allowed_kinds,
     )
-    return await _record(session, org_id, ingested, env, lambda: (name, alt))
+    return await _record(database, org_id, ingested, env, lambda: (name, alt))
 
 
 # ---- reading -------------------------------------------------------------------------------

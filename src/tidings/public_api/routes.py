@@ -26,6 +26,7 @@ from tidings.config import Settings, get_settings
 from tidings.core.errors import Unprocessable
 from tidings.db import Database, get_database
 from tidings.media import service as media_service
+from tidings.media.deps import MediaEnvDep, UploadApiKeyOrg
 from tidings.media.schemas import PublicMediaRead
 from tidings.posts import service as posts
 from tidings.posts.schemas import (
@@ -258,11 +259,16 @@ _UPLOAD_BODY: Final = {
     responses=errors(400, 413, 415),
     openapi_extra={"requestBody": _UPLOAD_BODY},
 )
-async def upload(request: Request, caller: ApiKeyOrg, db: DbSession) -> PublicMediaRead:
+async def upload(request: Request, caller: UploadApiKeyOrg, env: MediaEnvDep) -> PublicMediaRead:
     """Store an image or video (multipart field ``file``) in the organization's library; its
     ``path`` is a public URL to use in posts."""
+    # No request session: none may stay checked out while the body streams.
     media = await media_service.upload_stream(
-        db, caller.organization_id, request, media_service.IMAGES_AND_VIDEOS
+        _database(request),
+        caller.organization_id,
+        request,
+        media_service.IMAGES_AND_VIDEOS,
+        env=env,
     )
     return PublicMediaRead.of(media)
 
@@ -274,12 +280,17 @@ async def upload(request: Request, caller: ApiKeyOrg, db: DbSession) -> PublicMe
     responses=errors(400, 413, 415),
 )
 async def upload_from_url(
-    body: UploadFromUrlIn, caller: ApiKeyOrg, db: DbSession
+    body: UploadFromUrlIn, request: Request, caller: UploadApiKeyOrg, env: MediaEnvDep
 ) -> PublicMediaRead:
     """Fetch an image or video from a public https URL into the organization's library."""
     _storable(body)
+    # No request session: none may stay checked out while the file downloads.
     media = await media_service.upload_from_url(
-        db, caller.organization_id, body.url, allowed_kinds=media_service.IMAGES_AND_VIDEOS
+        _database(request),
+        caller.organization_id,
+        body.url,
+        allowed_kinds=media_service.IMAGES_AND_VIDEOS,
+        env=env,
     )
     return PublicMediaRead.of(media)
 
