@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.automation.factories import make_channel, make_member
@@ -17,6 +17,7 @@ from tests.automation.helpers import Feed, FeedServer, eventually, running_worke
 from tests.conftest import Tenant, TransactionalDatabase, make_tenant
 from tidings.automation import autopost
 from tidings.automation.models import AutoPost, AutoPostItem
+from tidings.automation.tasks import poll_feeds
 from tidings.core.enums import CreationMethod, State
 from tidings.db import Database
 from tidings.notifications.models import Notifications
@@ -312,6 +313,44 @@ async def test_broken_feeds_do_not_stop_the_others(
         ]
         # A poll within the interval is not due again.
         assert await autopost.defer_due_polls(fresh_database) == 0
+
+
+async def test_a_poll_lost_with_its_worker_does_not_block_the_feed(
+    fresh_database: Database, feeds: FeedServer, configure: Callable[..., None]
+) -> None:
+    """A worker killed mid-poll leaves the job 'doing' with the feed's lock (and its queueing
+    lock refuses a second waiting poll): the periodic task releases it, so the feed is polled."""
+    configure()
+    owner = await make_tenant(fresh_database)
+    feeds.feeds["f"] = Feed(rss([Entry(1)]))
+    async with fresh_database.session() as session:
+        channel = await make_channel(session, owner.org_id)
+        row = AutoPost(
+            organization_id=owner.org_id,
+            name="lost",
+            url=feeds.url("f"),
+            integrations=[channel.id],
+            template="{{title}}",
+            primed=True,
+        )
+        session.add(row)
+        await session.flush()
+        feed_id = row.id
+        await autopost.defer_poll(session, feed_id)
+        # Taken by a worker that died since (its row pruned, so no worker id).
+        await session.execute(
+            text("UPDATE procrastinate_jobs SET status = 'doing' WHERE lock = :lock"),
+            {"lock": autopost.poll_lock(feed_id)},
+        )
+
+    async with running_worker(fresh_database):
+        await poll_feeds(0)
+
+        async def posted() -> bool:
+            async with fresh_database.session() as session:
+                return [p.content for p in await _posts(session, owner.org_id)] == ["Article 1"]
+
+        await eventually(posted)
 
 
 async def test_overlapping_polls_post_each_item_once(

@@ -10,6 +10,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from procrastinate.exceptions import ConnectorException
+from procrastinate.jobs import Status
 from sqlalchemy import delete, or_, select
 
 from tidings.automation import autopost, webhooks
@@ -42,27 +43,29 @@ async def retry_webhook(webhook_id: str) -> None:
         )
 
 
-async def release_stalled_deliveries() -> int:
-    """Queue again the delivery jobs of workers that died mid-job; returns how many.
+async def release_stalled(task_name: str) -> int:
+    """End (as failed) the jobs of ``task_name`` whose worker died mid-job; returns how many.
 
-    Such a job stays 'doing' and keeps its endpoint's lock, which would hold back every later
-    delivery job of that endpoint for good. Queued again it keeps its place (the oldest of the
-    lock) and the endpoint's oldest pending event is sent (again: receivers de-duplicate by
-    ``webhook-id``)."""
+    Such a job stays 'doing' and keeps its lock (an endpoint's, a feed's), which would hold
+    back every later job of that lock for good. The sweeps queue fresh jobs right after; the
+    work is idempotent (the oldest pending event is sent again with its ``webhook-id``, a feed's
+    items are de-duplicated)."""
     stalled = await job_app.job_manager.get_stalled_jobs(
-        task_name=DELIVER_TASK, seconds_since_heartbeat=STALLED_AFTER_SECONDS
+        task_name=task_name, seconds_since_heartbeat=STALLED_AFTER_SECONDS
     )
     released = 0
     for job in stalled:
         if job.id is None:
             continue
         try:
-            await job_app.job_manager.retry_job_by_id_async(job.id, retry_at=datetime.now(UTC))
-        except ConnectorException:  # it finished or was released meanwhile
+            await job_app.job_manager.finish_job_by_id_async(
+                job.id, status=Status.FAILED, delete_job=False
+            )
+        except ConnectorException:  # it finished meanwhile
             continue
         released += 1
     if released:
-        logger.warning("webhook sweep: %d delivery job(s) of dead workers queued again", released)
+        logger.warning("%d %s job(s) of dead workers released", released, task_name)
     return released
 
 
@@ -70,7 +73,7 @@ async def sweep_pending() -> int:
     """Defer delivery for every enabled endpoint with a due pending event (a safety net for a
     job lost to a crash, whose lock is released first); returns how many endpoints were
     kicked."""
-    await release_stalled_deliveries()
+    await release_stalled(DELIVER_TASK)
     now = datetime.now(UTC)
     async with get_database().session() as session:
         ids = list(
@@ -148,7 +151,9 @@ async def poll_feed(autopost_id: str) -> None:
 @job_app.periodic(cron="* * * * *")
 @job_app.task(name="automation.poll_feeds", queueing_lock="automation.poll_feeds")
 async def poll_feeds(timestamp: int) -> None:
-    """Every minute: queue a poll of every feed whose interval has passed (one job each)."""
+    """Every minute: queue a poll of every feed whose interval has passed (one job each),
+    after releasing the polls of dead workers (their feed's lock would block it for good)."""
+    await release_stalled(autopost.POLL_TASK)
     queued = await autopost.defer_due_polls(get_database())
     if queued:
         logger.info("%d feed poll(s) queued", queued)
