@@ -33,7 +33,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 # Other suites may share the two cores: give pages time before an expectation fails.
-expect.set_options(timeout=10_000)
+expect.set_options(timeout=15_000)
 
 #: The zone the browser reports (not UTC, so a wrong conversion shows).
 BROWSER_TIMEZONE = "Asia/Tokyo"
@@ -166,7 +166,7 @@ async def context(browser: Any, live: LiveApp) -> AsyncIterator[Any]:
         timezone_id=BROWSER_TIMEZONE,
         locale="en-GB",
     )
-    ctx.set_default_timeout(10_000)
+    ctx.set_default_timeout(20_000)
     problems = watch(ctx)
     yield ctx
     await ctx.close()

@@ -84,7 +84,7 @@ async def test_compose_drag_and_publish(browser: Any, live: LiveApp) -> None:
     context = await browser.new_context(
         base_url=live.url, viewport={"width": 1400, "height": 950}, timezone_id=zone.key
     )
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(20_000)
     errors = watch(context)
     try:
         page = await context.new_page()

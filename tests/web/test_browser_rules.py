@@ -113,7 +113,7 @@ async def _context(
     context = await browser.new_context(
         base_url=live.url, viewport={"width": 1400, "height": 950}, timezone_id=zone
     )
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(20_000)
     problems = watch(context)
     await context.add_cookies(
         [
