@@ -121,6 +121,7 @@ class Hook:
     hang: bool = False
     body: bytes | None = None  # answered instead of "answered <status>"
     location: str | None = None  # sent as the Location header (with a 3xx status)
+    delay: float = 0.0  # seconds spent before answering
 
 
 class Receiver(Loopback):
@@ -130,6 +131,8 @@ class Receiver(Loopback):
         super().__init__()
         self.hooks: dict[str, Hook] = {}
         self.received: list[Received] = []
+        self.in_flight: dict[str, int] = {}
+        self.peak: dict[str, int] = {}  # most requests a hook had in flight at once
 
     def url(self, name: str) -> str:
         self.hooks.setdefault(name, Hook())
@@ -157,6 +160,12 @@ class Receiver(Loopback):
         self.received.append(received)
         if hook.hang:
             return await self.hang()
+        self.in_flight[name] = self.in_flight.get(name, 0) + 1
+        self.peak[name] = max(self.peak.get(name, 0), self.in_flight[name])
+        try:
+            await asyncio.sleep(hook.delay)
+        finally:
+            self.in_flight[name] -= 1
         status = hook.script.pop(0) if hook.script else hook.default
         if received.error is not None:
             status = 401
@@ -226,27 +235,35 @@ class FeedServer(Loopback):
 
 
 @contextlib.asynccontextmanager
-async def running_worker(database: Database, *, concurrency: int = 4) -> AsyncIterator[None]:
-    """A real Procrastinate worker on ``database`` for the duration of the block."""
+async def running_worker(
+    database: Database, *, concurrency: int = 4, workers: int = 1
+) -> AsyncIterator[None]:
+    """Real Procrastinate workers (``workers`` of them, as separate processes would be) on
+    ``database`` for the duration of the block."""
     from tidings.core.jobs import close_jobs, job_app, load_tasks, open_jobs
 
     load_tasks()
-    pool = await open_jobs(database.url, max_size=concurrency + 3)
-    worker = asyncio.create_task(
-        job_app.run_worker_async(
-            concurrency=concurrency,
-            install_signal_handlers=False,
-            wait=True,
-            fetch_job_polling_interval=0.05,
-            abort_job_polling_interval=0.5,
+    pool = await open_jobs(database.url, max_size=workers * (concurrency + 3))
+    tasks = [
+        asyncio.create_task(
+            job_app.run_worker_async(
+                concurrency=concurrency,
+                install_signal_handlers=False,
+                wait=True,
+                fetch_job_polling_interval=0.05,
+                abort_job_polling_interval=0.5,
+            )
         )
-    )
+        for _ in range(workers)
+    ]
     try:
         yield
     finally:
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await close_jobs(pool)
 
 

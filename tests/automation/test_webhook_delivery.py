@@ -367,3 +367,42 @@ async def test_the_sweep_frees_an_endpoint_whose_worker_died(
     got = receiver.of("orphan")
     assert [r.headers["webhook-id"] for r in got] == [first, second]
     assert all(r.error is None for r in got)
+
+
+async def test_order_per_endpoint_with_two_workers(
+    fresh_database: Database, receiver: Receiver, configure: Callable[..., None]
+) -> None:
+    """Two workers (as two processes would), several endpoints, retries in the middle: each
+    endpoint gets its events one at a time, in order, each delivered once."""
+    configure(webhook_backoff_base_seconds=0.05)
+    owner = await make_tenant(fresh_database)
+    names = ["w0", "w1", "w2"]
+    for name in names:
+        _, secret = await _endpoint(fresh_database, owner.org_id, receiver.url(name))
+        receiver.configure(name, secret=secret, delay=0.01)
+    receiver.configure("w0", script=[500, 503])  # the first event of w0 needs three attempts
+
+    async with running_worker(fresh_database, concurrency=3, workers=2):
+        for n in range(12):
+            async with fresh_database.session() as session:
+                assert len(await emit(session, owner.org_id, "post.published", {"n": n})) == 3
+
+        def done() -> bool:
+            return all(len([r for r in receiver.of(h) if r.status == 200]) == 12 for h in names)
+
+        await eventually(done, timeout=20)
+        async with fresh_database.session() as session:
+            workers = await session.scalar(
+                text(
+                    "SELECT count(DISTINCT worker_id) FROM procrastinate_jobs "
+                    "WHERE task_name = 'automation.deliver_webhook'"
+                )
+            )
+        assert workers == 2  # both workers took part
+
+    for name in names:
+        got = [r for r in receiver.of(name) if r.status == 200]
+        assert [r.verified["data"]["n"] for r in got] == list(range(12)), name
+        assert len({r.headers["webhook-id"] for r in got}) == 12, name
+        assert receiver.peak[name] == 1, name  # never two deliveries to one endpoint at once
+    assert len(receiver.of("w0")) == 14
