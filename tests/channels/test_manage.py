@@ -293,6 +293,89 @@ async def test_only_admins_connect_and_manage_channels(
     assert (await db.execute(select(Customer).where(Customer.org_id == tenant.org_id))).all() == []
 
 
+async def test_bad_input_names_the_field_and_changes_nothing(
+    client: httpx.AsyncClient, tenant: Tenant, channel: Integration, db: AsyncSession
+) -> None:
+    nul = "a\x00b"
+    cases: list[tuple[str, str, dict[str, Any], str]] = [
+        ("PATCH", f"/api/channels/{channel.id}", {"json": {"name": nul}}, "name"),
+        (
+            "PATCH",
+            f"/api/channels/{channel.id}",
+            {"json": {"picture": "https://a\x00b"}},
+            "picture",
+        ),
+        (
+            "PATCH",
+            f"/api/channels/{channel.id}",
+            {"json": {"picture": "/\t/evil.example"}},
+            "picture",
+        ),
+        ("PATCH", f"/api/channels/{channel.id}", {"json": {"customer": nul}}, "customer"),
+        ("PATCH", f"/api/channels/{channel.id}", {"json": {"customer_id": nul}}, "customer_id"),
+        (
+            "PATCH",
+            f"/api/channels/{channel.id}",
+            {"json": {"preferences": {"k": nul}}},
+            "preferences",
+        ),
+        (
+            "PATCH",
+            f"/api/channels/{channel.id}",
+            {"json": {"preferences": {nul: 1}}},
+            "preferences",
+        ),
+        ("POST", "/api/customers", {"json": {"name": nul}}, "name"),
+        ("GET", "/api/channels", {"params": {"customer": nul}}, "customer"),
+        ("GET", f"/api/channels/{channel.id}%00", {}, "channel_id"),
+        ("GET", f"/api/channels/{'x' * 101}", {}, "channel_id"),
+        ("POST", f"/api/channels/{channel.id}/tools/a%00b", {"json": {}}, "name"),
+        ("GET", "/api/channels/mast%00don/connect", {}, "provider"),
+        ("GET", "/api/channels/x/callback", {"params": {"code": nul, "state": "s"}}, "code"),
+        ("GET", "/api/channels/x/callback", {"params": {"code": "c", "state": nul}}, "state"),
+        ("POST", "/api/channels/x/callback", {"json": {"code": "c", "state": nul}}, "state"),
+        ("POST", f"/api/channels/{channel.id}/choose", {"json": {"choice_id": nul}}, "choice_id"),
+        (
+            "POST",
+            "/api/channels/bluesky/connect",
+            {"json": {"fields": {"identifier": nul, "password": "p"}}},
+            "fields.identifier",
+        ),
+        (
+            "POST",
+            "/api/channels/telegram/connect",
+            {"json": {"fields": {"bot_token": "1:a\nb", "chat_id": "@c"}}},
+            "fields.bot_token",
+        ),
+        (
+            "POST",
+            "/api/channels/bluesky/connect",
+            {"json": {"fields": {"identifier": "a", "password": "p"}, "customer": nul}},
+            "customer",
+        ),
+        ("GET", "/api/channels/x/connect", {"params": {"customer": nul}}, "customer"),
+        (
+            "GET",
+            "/api/channels/x/connect",
+            {"params": {"return_to": "/\t/evil.example"}},
+            "return_to",
+        ),
+        (
+            "GET",
+            "/api/channels/mastodon/connect",
+            {"params": {"instance_url": "https://a\x01b.example"}},
+            "instance_url",
+        ),
+    ]
+    for method, path, kwargs, field in cases:
+        answer = await client.request(method, path, headers=tenant.headers, **kwargs)
+        assert answer.status_code in (400, 422), (method, path, kwargs, answer.text)
+        assert answer.json().get("field") == field, (method, path, kwargs, answer.text)
+    row = await db.get(Integration, channel.id, populate_existing=True)
+    assert row is not None and row.name == "Alice" and row.customer_id is None
+    assert (await db.execute(select(Customer).where(Customer.org_id == tenant.org_id))).all() == []
+
+
 async def test_other_organizations_channel_is_invisible(
     client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, channel: Integration
 ) -> None:

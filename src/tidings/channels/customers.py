@@ -17,6 +17,8 @@ MAX_NAME_LENGTH = 200
 def clean_customer_name(name: str, *, field: str = "name") -> str:
     """A trimmed customer name, or :class:`BadRequest` naming ``field``."""
     cleaned = " ".join(name.split())
+    if "\x00" in cleaned:
+        raise BadRequest("customer name must not contain NUL characters", field=field)
     if not cleaned:
         raise BadRequest("customer name must not be empty", field=field)
     if len(cleaned) > MAX_NAME_LENGTH:

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, FastAPI, Query, Request, status
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import RedirectResponse, Response
 
@@ -37,6 +37,11 @@ from tidings.core.errors import BadRequest
 router = APIRouter(prefix="/api", tags=["channels"])
 
 _RESERVED_QUERY = {"return_to", "customer"}
+
+#: A row id (cuid / UUID): malformed ones are refused before any lookup.
+ChannelId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+ProviderId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[a-z0-9_-]+$")]
+ToolName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 def setup_app(app: FastAPI) -> None:
@@ -86,7 +91,7 @@ async def list_providers(caller: Member) -> list[dict[str, Any]]:
 
 @router.get("/channels/{provider}/connect", response_model=AuthorizationRead)
 async def start_connect(
-    provider: str,
+    provider: ProviderId,
     request: Request,
     caller: Admin,
     db: DbSession,
@@ -114,7 +119,7 @@ async def start_connect(
     status_code=status.HTTP_201_CREATED,
 )
 async def connect_with_fields(
-    provider: str, body: FieldsConnect, caller: Admin, db: DbSession
+    provider: ProviderId, body: FieldsConnect, caller: Admin, db: DbSession
 ) -> ConnectedRead:
     """Connect a credential-field provider (e.g. Bluesky) with its field values."""
     outcome = await service.connect_with_fields(
@@ -125,11 +130,11 @@ async def connect_with_fields(
 
 @router.get("/channels/{provider}/callback", response_model=ConnectedRead)
 async def oauth_callback(
-    provider: str,
+    provider: ProviderId,
     caller: Admin,
     db: DbSession,
-    code: Annotated[str | None, Query(max_length=4000)] = None,
-    state: Annotated[str | None, Query(max_length=200)] = None,
+    code: Annotated[str | None, Query(max_length=4000, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
+    state: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$")] = None,
     error: Annotated[str | None, Query(max_length=500)] = None,
     error_description: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response | ConnectedRead:
@@ -161,7 +166,7 @@ async def oauth_callback(
 
 @router.post("/channels/{provider}/callback", response_model=ConnectedRead)
 async def oauth_callback_post(
-    provider: str, body: CallbackBody, caller: Admin, db: DbSession
+    provider: ProviderId, body: CallbackBody, caller: Admin, db: DbSession
 ) -> ConnectedRead:
     """The callback for the web app, which receives the code itself and posts it here."""
     outcome = await service.finish_connect(
@@ -182,7 +187,14 @@ async def oauth_callback_post(
 async def list_channels(
     caller: Member,
     db: DbSession,
-    customer: Annotated[str | None, Query(description="Only this customer's channels")] = None,
+    customer: Annotated[
+        str | None,
+        Query(
+            description="Only this customer's channels",
+            max_length=100,
+            pattern=r"^[A-Za-z0-9_-]+$",
+        ),
+    ] = None,
 ) -> list[ChannelRead]:
     """The organization's channels, with their customer."""
     channels = await service.list_channels(db, caller.organization_id, customer_id=customer)
@@ -190,14 +202,14 @@ async def list_channels(
 
 
 @router.get("/channels/{channel_id}", response_model=ChannelRead)
-async def get_channel(channel_id: str, caller: Member, db: DbSession) -> ChannelRead:
+async def get_channel(channel_id: ChannelId, caller: Member, db: DbSession) -> ChannelRead:
     """One channel."""
     return _read(await service.get_channel(db, caller.organization_id, channel_id))
 
 
 @router.patch("/channels/{channel_id}", response_model=ChannelRead)
 async def update_channel(
-    channel_id: str, body: ChannelUpdate, caller: Admin, db: DbSession
+    channel_id: ChannelId, body: ChannelUpdate, caller: Admin, db: DbSession
 ) -> ChannelRead:
     """Rename, picture, disable/enable, posting times, customer, preferences (omitted fields
     are kept; ``customer: null`` unassigns)."""
@@ -217,21 +229,21 @@ async def update_channel(
 
 
 @router.delete("/channels/{channel_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_channel(channel_id: str, caller: Admin, db: DbSession) -> Response:
+async def delete_channel(channel_id: ChannelId, caller: Admin, db: DbSession) -> Response:
     """Soft-delete a channel (admins only)."""
     await service.delete_channel(db, caller.organization_id, channel_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/channels/{channel_id}/rules", response_model=ChannelRulesRead)
-async def channel_rules(channel_id: str, caller: Member, db: DbSession) -> dict[str, Any]:
+async def channel_rules(channel_id: ChannelId, caller: Member, db: DbSession) -> dict[str, Any]:
     """The channel's max length, media rules, settings schema and tools."""
     channel = await service.get_channel(db, caller.organization_id, channel_id)
     return await service.channel_rules(channel)
 
 
 @router.get("/channels/{channel_id}/choices", response_model=list[ChoiceRead])
-async def list_choices(channel_id: str, caller: Admin, db: DbSession) -> list[ChoiceRead]:
+async def list_choices(channel_id: ChannelId, caller: Admin, db: DbSession) -> list[ChoiceRead]:
     """The pages/accounts a channel in between steps may pick."""
     choices = await service.list_choices(db, caller.organization_id, channel_id)
     return [
@@ -240,7 +252,9 @@ async def list_choices(channel_id: str, caller: Admin, db: DbSession) -> list[Ch
 
 
 @router.post("/channels/{channel_id}/choose", response_model=ConnectedRead)
-async def choose(channel_id: str, body: ChooseBody, caller: Admin, db: DbSession) -> ConnectedRead:
+async def choose(
+    channel_id: ChannelId, body: ChooseBody, caller: Admin, db: DbSession
+) -> ConnectedRead:
     """Pick the page/account of a channel in between steps."""
     outcome = await service.choose(db, caller.organization_id, channel_id, body.choice_id)
     return _connected(outcome)
@@ -248,8 +262,8 @@ async def choose(channel_id: str, body: ChooseBody, caller: Admin, db: DbSession
 
 @router.post("/channels/{channel_id}/tools/{name}", response_model=ToolResult)
 async def run_tool(
-    channel_id: str,
-    name: str,
+    channel_id: ChannelId,
+    name: ToolName,
     caller: Member,
     db: DbSession,
     args: Annotated[dict[str, Any] | None, Body()] = None,

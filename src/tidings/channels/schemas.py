@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from tidings.accounts.schemas import RowId, no_nul
 from tidings.channels.models import Integration
 from tidings.channels.service import channel_problem, settings_dict
 from tidings.orgs.models import Customer
@@ -14,6 +15,18 @@ from tidings.orgs.models import Customer
 MAX_POSTING_TIMES = 48
 MAX_PICTURE_LENGTH = 2000
 MAX_FIELD_LENGTH = 4000
+
+#: Text PostgreSQL can store (no NUL character).
+Text = Annotated[str, AfterValidator(no_nul)]
+#: An OAuth state as Tidings issues them.
+State = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def no_control(value: str) -> str:
+    """Refuse control characters (NUL, tab, newline, ...) where a single token is expected."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
 
 
 class Strict(BaseModel):
@@ -175,7 +188,7 @@ class FieldsConnect(Strict):
     """Credential fields of a 'fields' provider, e.g. Bluesky's service, identifier, password."""
 
     fields: dict[str, str] = Field(default_factory=dict)
-    customer: str | None = Field(
+    customer: Text | None = Field(
         default=None, description="Assign to this customer (created by name if new)"
     )
 
@@ -189,34 +202,46 @@ class FieldsConnect(Strict):
 
 
 class CallbackBody(Strict):
-    code: str = Field(min_length=1, max_length=4000)
-    state: str = Field(min_length=1, max_length=200)
+    code: Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(no_control)]
+    state: State
 
 
 class ChooseBody(Strict):
-    choice_id: str = Field(min_length=1, max_length=500)
+    choice_id: Annotated[str, Field(min_length=1, max_length=500), AfterValidator(no_control)]
 
 
 class ChannelUpdate(Strict):
     """Fields to change; omitted fields are kept. ``customer`` null unassigns."""
 
-    name: str | None = Field(default=None, max_length=200)
+    name: Text | None = Field(default=None, max_length=200)
     picture: str | None = Field(default=None, max_length=MAX_PICTURE_LENGTH)
     disabled: bool | None = None
     posting_times: list[PostingTime] | None = Field(default=None, max_length=MAX_POSTING_TIMES)
-    customer: str | None = Field(
+    customer: Text | None = Field(
         default=None, description="Customer name (created if new); null unassigns"
     )
-    customer_id: str | None = Field(default=None, description="An existing customer's id")
+    customer_id: RowId | None = Field(default=None, description="An existing customer's id")
     preferences: dict[str, str | int | float | bool | None] | None = Field(
         default=None, description="Additional settings to set, as {key: value}"
     )
+
+    @field_validator("preferences")
+    @classmethod
+    def _storable(
+        cls, value: dict[str, str | int | float | bool | None] | None
+    ) -> dict[str, str | int | float | bool | None] | None:
+        for key, item in (value or {}).items():
+            no_nul(key)
+            if isinstance(item, str):
+                no_nul(item)
+        return value
 
     @field_validator("picture")
     @classmethod
     def _picture_url(cls, value: str | None) -> str | None:
         if not value:
             return None
+        no_control(value)
         is_path = value.startswith("/") and not value.startswith("//")
         if not (is_path or value.startswith(("https://", "http://"))):
             raise ValueError("must be an http(s) URL or a path on this server")
@@ -224,7 +249,7 @@ class ChannelUpdate(Strict):
 
 
 class CustomerCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
 
 
 class ToolResult(BaseModel):

@@ -421,10 +421,22 @@ def connect_failure(exc: ProviderError, *, field: str) -> TidingsError:
     return BadRequest(exc.message, field=field, code="connect_failed")
 
 
+def has_control(value: str) -> bool:
+    """Whether ``value`` holds a control character (NUL, tab, newline, ...)."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
 def _safe_return_to(value: str | None) -> str | None:
     if value is None or value == "":
         return None
-    if not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 500:
+    if (
+        not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value
+        or len(value) > 500
+        # Browsers drop tabs and newlines from URLs: "/\t/evil.example" is "//evil.example".
+        or has_control(value)
+    ):
         raise BadRequest(
             "return_to must be a path on this server, like /channels", field="return_to"
         )
@@ -464,6 +476,8 @@ async def start_connect(
             raise BadRequest(f"{cls.display_name} takes no input {key!r}", field=key)
         if len(value) > 2000:
             raise BadRequest(f"{key} is too long", field=key)
+        if has_control(value):
+            raise BadRequest(f"{key} must not contain control characters", field=key)
     return_to = _safe_return_to(return_to)
     if customer is not None:
         clean_customer_name(customer, field="customer")
@@ -578,6 +592,11 @@ async def connect_with_fields(
                 f"{cls.display_name} takes no field {key!r} (fields: {', '.join(names)})",
                 field=f"fields.{key}",
             )
+    for key, value in values.items():
+        # Credentials and handles are single tokens: a control character could only break
+        # the request it goes into.
+        if has_control(value):
+            raise BadRequest(f"{key} must not contain control characters", field=f"fields.{key}")
     for spec in cls.fields:
         if spec.required and not spec.default and not (values.get(spec.name) or "").strip():
             raise BadRequest(f"{spec.label} is required", field=f"fields.{spec.name}")
