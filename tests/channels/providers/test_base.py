@@ -202,6 +202,16 @@ async def test_send_classifies_hangs(dropping: DroppingServer) -> None:
     assert [r.method for r in dropping.requests] == ["POST", "GET", "POST", "GET"] + ["POST"] * 3
 
 
+async def test_send_refuses_a_url_that_cannot_be_sent() -> None:
+    # A control character in typed data (a bot token in the path, an instance URL) is a
+    # failure that a retry cannot cure, and the message must not echo the URL's secret.
+    async with httpx.AsyncClient() as http:
+        for url in ("https://api.example/bot1:SECRET\x01/getMe", "htp://api.example/bot1:SECRET/x"):
+            with pytest.raises(BadBodyError) as info:
+                await send(http, "GET", url)
+            assert "SECRET" not in info.value.message
+
+
 class Toolbox(Provider):  # type: ignore[type-arg]
     # No identifier: a test double that the registry must not pick up.
     display_name = "Toolbox"

@@ -319,6 +319,10 @@ async def send(
         idempotent = method.upper() in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
     try:
         response = await client.request(method, url, **kwargs)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        # Built from stored or typed data (an instance URL, a bot token in the path): sending
+        # it again cannot help. The message names the fault, never the URL (it may hold a token).
+        raise BadBodyError(f"The request cannot be sent: {exc}") from exc
     except httpx.HTTPError as exc:
         raise classify_exception(exc, idempotent=idempotent) from exc
     error = classify(response)
