@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+import httpx
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.automation.factories import make_channel
 from tests.conftest import Tenant, make_tenant
 from tidings.automation.events import emit
 from tidings.automation.models import IntegrationsWebhooks, WebhookEvent, Webhooks
@@ -145,3 +149,51 @@ async def test_old_finished_events_are_purged(
     assert await purge_old_events() == 1
     left = await db.execute(select(WebhookEvent.id).where(WebhookEvent.webhook_id == endpoint.id))
     assert set(left.scalars()) == {old_pending[0], recent_done[0]}
+
+
+async def test_post_events_carry_the_post_with_its_channel(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    """Creating, rescheduling and deleting posts through the app API stores one event each
+    for a subscribed endpoint, with the post, its channel, state, release URL and error."""
+    channel = await make_channel(db, tenant.org_id, identifier="mastodon", name="Team toots")
+    endpoint = await _endpoint(db, tenant.org_id, ["post.created", "post.updated", "post.deleted"])
+    body = {
+        "type": "schedule",
+        "date": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
+        "posts": [{"integration": {"id": channel.id}, "value": [{"content": "Hello"}]}],
+    }
+    created = await client.post("/api/posts", json=body, headers=tenant.headers)
+    assert created.status_code == 201, created.text
+    group, post_id = created.json()["group"], created.json()["posts"][0]["postId"]
+    later = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    moved = await client.put(
+        f"/api/posts/group/{group}/date", json={"date": later}, headers=tenant.headers
+    )
+    assert moved.status_code == 200, moved.text
+    deleted = await client.delete(f"/api/posts/{post_id}", headers=tenant.headers)
+    assert deleted.status_code == 200, deleted.text
+
+    events = list(
+        (
+            await db.execute(
+                select(WebhookEvent)
+                .where(WebhookEvent.webhook_id == endpoint.id)
+                .order_by(WebhookEvent.created_at)
+            )
+        ).scalars()
+    )
+    assert [e.type for e in events] == ["post.created", "post.updated", "post.deleted"]
+    for event in events:
+        post = event.payload
+        assert post["id"] == post_id and post["group"] == group
+        assert post["content"] == "Hello"
+        assert post["integration"] == {
+            "id": channel.id,
+            "name": "Team toots",
+            "providerIdentifier": "mastodon",
+        }
+        assert {"state", "publishDate", "releaseURL", "error"} <= post.keys()
+    assert events[0].payload["state"] == "QUEUE"
+    assert events[1].payload["publishDate"][:16] == later[:16]
+    assert await _jobs(db, f"webhook:{endpoint.id}") == 3
