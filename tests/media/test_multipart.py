@@ -12,7 +12,12 @@ import pytest
 from tidings.media.errors import MediaTooLargeError
 from tidings.media.ingest import IngestConfig, ingest_stream
 from tidings.media.limits import MediaLimits
-from tidings.media.multipart import MultipartError, open_multipart_file
+from tidings.media.multipart import (
+    MAX_FIELDS,
+    MAX_FORM_BYTES,
+    MultipartError,
+    open_multipart_file,
+)
 from tidings.media.storage import LocalStorage
 
 from .conftest import files_under
@@ -159,3 +164,40 @@ async def test_parsing_memory_is_bounded() -> None:
         tracemalloc.stop()
     assert total == 640 * len(chunk)
     assert peak < 4 * 1024 * 1024
+
+
+async def _endless(head: bytes, piece: bytes, read: list[int]) -> AsyncIterator[bytes]:
+    """``head`` then ``piece`` again and again (up to 16 MB, so that a failure does not hang)."""
+    yield head
+    while sum(read) < 16 * 1024 * 1024:
+        read.append(len(piece))
+        yield piece
+
+
+async def test_bytes_after_the_file_are_bounded() -> None:
+    # A small file, then an endless epilogue: refused once the form's allowance is spent, not
+    # read for ever.
+    boundary = "b"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+        f"PNG-bytes\r\n--{boundary}--\r\n"
+    ).encode()
+    read: list[int] = []
+    upload = await open_multipart_file(
+        _endless(head, b"epilogue" * 8192, read), f"multipart/form-data; boundary={boundary}"
+    )
+    with pytest.raises(MultipartError, match="besides the file") as caught:
+        [c async for c in upload.chunks]
+    assert caught.value.status_code == 400
+    assert sum(read) <= MAX_FORM_BYTES + 64 * 1024
+
+
+async def test_repeated_fields_are_counted_even_with_one_name() -> None:
+    boundary = "b"
+    field = f'--{boundary}\r\nContent-Disposition: form-data; name="alt"\r\n\r\nx\r\n'.encode()
+    read: list[int] = []
+    with pytest.raises(MultipartError, match="too many form fields"):
+        await open_multipart_file(
+            _endless(b"", field, read), f"multipart/form-data; boundary={boundary}"
+        )
+    assert len(read) <= MAX_FIELDS + 1

@@ -27,6 +27,9 @@ from tidings.media.errors import MultipartError
 
 MAX_FIELD_BYTES: Final = 64 * 1024
 MAX_FIELDS: Final = 32
+#: Most bytes a form may have besides the file's: its text fields, part headers and boundaries
+#: (and whatever a client sends before the first or after the last boundary).
+MAX_FORM_BYTES: Final = MAX_FIELDS * MAX_FIELD_BYTES + 64 * 1024
 
 
 @dataclass(slots=True)
@@ -60,6 +63,11 @@ class _Reader:
         self.body = aiter(body)
         self.file_field = file_field
         self.max_field_bytes = max_field_bytes
+        # Bytes of the body read, and of the file among them: the rest is bounded, so a form
+        # cannot be endless around a small file (an epilogue, thousands of repeated fields).
+        self.body_bytes = 0
+        self.file_bytes = 0
+        self.text_parts = 0
         self.fields: dict[str, str] = {}
         self.file_data: deque[bytes] = deque()
         self.file_seen = False
@@ -114,12 +122,15 @@ class _Reader:
             self.filename = _decode(filename) if filename else None
             content_type = self._headers.get("content-type")
             self.content_type = content_type.decode("latin-1") if content_type else None
-        elif len(self.fields) >= MAX_FIELDS:
-            raise MultipartError("too many form fields", field=self._name)
+        else:
+            self.text_parts += 1
+            if self.text_parts > MAX_FIELDS:
+                raise MultipartError("too many form fields", field=self._name)
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._in_file:
             self.file_data.append(bytes(data[start:end]))
+            self.file_bytes += end - start
             return
         self._text += data[start:end]
         if len(self._text) > self.max_field_bytes:
@@ -149,6 +160,11 @@ class _Reader:
             self.parser.write(chunk)
         except FormParserError as exc:
             raise MultipartError(f"malformed multipart body: {exc}") from exc
+        self.body_bytes += len(chunk)
+        if self.body_bytes - self.file_bytes > MAX_FORM_BYTES:
+            raise MultipartError(
+                f"the form has more than {MAX_FORM_BYTES // 1024} KB besides the file"
+            )
         return True
 
     async def file_chunks(self) -> AsyncIterator[bytes]:

@@ -52,7 +52,7 @@ from tidings.media.ingest import (
 )
 from tidings.media.limits import too_large
 from tidings.media.models import Media
-from tidings.media.multipart import MAX_FIELD_BYTES, MAX_FIELDS, open_multipart_file
+from tidings.media.multipart import MAX_FORM_BYTES, open_multipart_file
 from tidings.media.schemas import MAX_ALT_LENGTH, MAX_NAME_LENGTH
 from tidings.media.sniff import MediaKind
 from tidings.media.storage import ObjectNotFoundError, Storage
@@ -65,7 +65,7 @@ KEEPING_STATES: Final = (State.QUEUE, State.DRAFT)
 #: Image and video only, as the Public API's ``/upload`` accepts.
 IMAGES_AND_VIDEOS: Final = frozenset({MediaKind.IMAGE, MediaKind.VIDEO})
 # A multipart body is the file plus some framing and a few small fields.
-_FORM_OVERHEAD: Final = MAX_FIELDS * MAX_FIELD_BYTES + 64 * 1024
+_FORM_OVERHEAD: Final = MAX_FORM_BYTES
 _MAX_ID_LENGTH: Final = 64
 # Control characters PostgreSQL text cannot hold (NUL) or that make no sense in a label; tabs
 # and line breaks are kept in alt text.
