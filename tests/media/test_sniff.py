@@ -12,6 +12,7 @@ from PIL import features
 from tidings.media import sniff
 from tidings.media.errors import EmptyMediaError, MediaMismatchError, UnsupportedMediaError
 from tidings.media.sniff import MediaKind, sniff_head, verify_media
+from tidings.media.thumbnails import describe_video
 
 from .factories import (
     ELF_EXECUTABLE,
@@ -193,6 +194,24 @@ async def test_too_many_pixels_is_refused_before_decoding(tmp_path: Path) -> Non
     with pytest.raises(UnsupportedMediaError, match="4000x3000"):
         await verify_media(path, sniff.PNG, max_image_pixels=10_000_000)
     await verify_media(path, sniff.PNG)  # under the default 64 megapixels
+
+
+@pytest.mark.parametrize(
+    ("container", "codec", "media_type"),
+    [("mp4", "libx264", sniff.MP4), ("webm", "libvpx", sniff.WEBM)],
+)
+async def test_a_video_with_too_many_pixels_is_refused_before_decoding(
+    tmp_path: Path, container: str, codec: str, media_type: sniff.MediaType
+) -> None:
+    # A frame is decoded like an image: a small file of huge frames must not take gigabytes.
+    path = video_file(
+        tmp_path / f"wide.{container}", container=container, codec=codec, size=(640, 360)
+    )
+    with pytest.raises(UnsupportedMediaError, match="640x360"):
+        await verify_media(path, media_type, max_image_pixels=200_000)
+    with pytest.raises(UnsupportedMediaError, match="640x360"):
+        await describe_video(path, media_type, max_pixels=200_000)
+    await verify_media(path, media_type)  # under the default 64 megapixels
 
 
 def _png_header_claiming(width: int, height: int) -> bytes:

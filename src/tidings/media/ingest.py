@@ -295,6 +295,7 @@ async def rethumbnail_video(
             timestamp_ms=timestamp_ms,
             box=config.thumbnail_box,
             format=config.thumbnail_format,
+            max_pixels=config.max_image_pixels,
         )
     stored = await _store_thumbnail(storage, media_key, details)
     assert stored is not None  # describe_video always makes one or raises

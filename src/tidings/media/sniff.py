@@ -23,7 +23,7 @@ import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Final
+from typing import Any, Final
 
 import av
 from PIL import Image, features
@@ -336,7 +336,9 @@ def _read_head(path: Path) -> bytes:
 
 
 # Decoding an image costs about 4 bytes per pixel; 64 megapixels covers 8000x8000 and every phone
-# camera while keeping one decode under ~256 MB. Pillow's own bomb check is the backstop.
+# camera while keeping one decode under ~256 MB. Pillow's own bomb check is the backstop. The
+# same limit applies to the frames of a video (8K is 33 megapixels): a few kilobytes of video
+# may declare frames of 16384x16384 that would take gigabytes to decode.
 DEFAULT_MAX_IMAGE_PIXELS: Final = 64_000_000
 
 # A PDF's last "%%EOF" must be near the end; a little trailing whitespace/garbage is common.
@@ -363,7 +365,7 @@ def verify_media_sync(
     if media_type.kind is MediaKind.IMAGE:
         _verify_image(path, media_type, max_image_pixels)
     elif media_type.kind is MediaKind.VIDEO:
-        _verify_video(path, media_type)
+        _verify_video(path, media_type, max_image_pixels)
     else:
         _verify_pdf(path)
 
@@ -410,14 +412,30 @@ def _verify_image(path: Path, media_type: MediaType, max_pixels: int) -> None:
             ) from exc
 
 
-def _verify_video(path: Path, media_type: MediaType) -> None:
+def limit_video_frames(stream: Any, media_type: MediaType, max_pixels: int) -> None:
+    """Refuse a video stream whose frames have more than ``max_pixels`` pixels, and make the
+    decoder refuse any frame that does (should the bitstream contradict the container).
+
+    Call before the first decode: the limit is set when the decoder opens.
+    """
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if not width or not height:
+        raise UnsupportedMediaError(f"the {media_type.label} has no picture size")
+    if width * height > max_pixels:
+        raise UnsupportedMediaError(
+            f"the video is {width}x{height} pixels; at most {max_pixels // 1_000_000} "
+            "megapixels per frame are accepted"
+        )
+    stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(max_pixels)}
+
+
+def _verify_video(path: Path, media_type: MediaType, max_pixels: int) -> None:
     try:
         with av.open(str(path), format=media_type.decoder, metadata_errors="ignore") as container:
             if not container.streams.video:
                 raise UnsupportedMediaError(f"the {media_type.label} has no video stream")
             stream = container.streams.video[0]
-            if not stream.codec_context.width or not stream.codec_context.height:
-                raise UnsupportedMediaError(f"the {media_type.label} has no picture size")
+            limit_video_frames(stream, media_type, max_pixels)
             for _frame in container.decode(stream):
                 return
     except UnsupportedMediaError:

@@ -31,6 +31,7 @@ from tidings.media.sniff import (
     JPEG,
     MediaKind,
     MediaType,
+    limit_video_frames,
     open_image,
 )
 
@@ -82,7 +83,12 @@ async def describe_media(
         )
     if media_type.kind is MediaKind.VIDEO:
         return await describe_video(
-            path, media_type, timestamp_ms=timestamp_ms, box=box, format=format
+            path,
+            media_type,
+            timestamp_ms=timestamp_ms,
+            box=box,
+            format=format,
+            max_pixels=max_image_pixels,
         )
     return MediaDetails()
 
@@ -107,11 +113,15 @@ async def describe_video(
     timestamp_ms: int | None = None,
     box: int = DEFAULT_THUMBNAIL_BOX,
     format: ThumbnailFormat = DEFAULT_THUMBNAIL_FORMAT,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> MediaDetails:
     """Displayed size, duration and the thumbnail of the frame at ``timestamp_ms`` (None or
-    <= 0: the first frame; past the end: the last frame), in a thread."""
+    <= 0: the first frame; past the end: the last frame), in a thread. Frames over
+    ``max_pixels`` are refused."""
     _check_box(box)
-    return await asyncio.to_thread(_describe_video, path, media_type, timestamp_ms, box, format)
+    return await asyncio.to_thread(
+        _describe_video, path, media_type, timestamp_ms, box, format, max_pixels
+    )
 
 
 def _check_box(box: int) -> None:
@@ -221,12 +231,14 @@ def _describe_video(
     timestamp_ms: int | None,
     box: int,
     format: ThumbnailFormat,
+    max_pixels: int,
 ) -> MediaDetails:
     try:
         with av.open(str(path), format=media_type.decoder, metadata_errors="ignore") as container:
             if not container.streams.video:
                 raise UnsupportedMediaError(f"the {media_type.label} has no video stream")
             stream = container.streams.video[0]
+            limit_video_frames(stream, media_type, max_pixels)
             duration = _duration_seconds(container, stream)
             target = max(0, timestamp_ms or 0) / 1000
             if duration is not None:
