@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -151,6 +152,25 @@ async def test_connect_and_pick_a_page(
         {"id": "101", "name": "Tidings Cafe", "picture": "https://fbcdn.test/101.jpg"},
         {"id": "102", "name": "Tidings Books", "picture": "https://fbcdn.test/102.jpg"},
     ]
+
+
+async def test_tokens_and_app_secret_never_reach_the_log(
+    provider: FacebookProvider,
+    facebook: FakeFacebook,
+    http: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The Graph API takes the app secret and the tokens as query parameters, and httpx logs
+    # every request's URL at INFO.
+    caplog.set_level(logging.INFO, logger="httpx")
+    start = await provider.authorization_url(REDIRECT, "st4te", "v")
+    callback = await approve(http, start.url, REDIRECT)
+    account = await provider.exchange_code(callback["code"], REDIRECT, "v")
+    await provider.list_choices(credentials_of(account))
+    assert "oauth/access_token?client_id=" in caplog.text
+    assert "fields=id%2Cname%2Cpicture&access_token=<redacted>" in caplog.text
+    for secret in (APP_SECRET, account.tokens.access_token, callback["code"]):
+        assert secret not in caplog.text
 
 
 async def test_exchange_bad_code(provider: FacebookProvider) -> None:

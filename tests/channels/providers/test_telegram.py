@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -46,6 +47,17 @@ def provider(http: httpx.AsyncClient, telegram: FakeTelegram) -> TelegramProvide
 async def connect(provider: TelegramProvider, chat: str = "@tidingsnews") -> ChannelCredentials:
     account = await provider.connect_with_fields({"bot_token": BOT_TOKEN, "chat_id": chat})
     return credentials_of(account)
+
+
+async def test_the_bot_token_never_reaches_the_log(
+    provider: TelegramProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    # httpx logs every request's URL at INFO, and Telegram's URLs carry the bot token.
+    caplog.set_level(logging.INFO, logger="httpx")
+    await connect(provider)
+    assert "HTTP Request: GET" in caplog.text and "/bot<redacted>/getChat" in caplog.text
+    assert BOT_TOKEN not in caplog.text
+    assert BOT_TOKEN.split(":")[1] not in caplog.text
 
 
 def test_registered() -> None:

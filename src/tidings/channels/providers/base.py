@@ -82,7 +82,9 @@ import base64
 import email.utils
 import hashlib
 import json
+import logging
 import os
+import re
 import secrets
 from abc import ABC
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -578,6 +580,38 @@ def config_value(
         return config.client_secret or None
     env = os.environ if environ is None else environ
     return config.extra.get(key) or env.get(env_prefix(identifier) + key.upper()) or None
+
+
+# httpx logs the URL of every request at INFO. Some platforms take secrets in the URL (the Graph
+# APIs' access_token / client_secret query parameters, Telegram's bot token in the path), and a
+# server log must never hold a token: the URL is redacted before any handler sees it.
+_SECRET_QUERY = re.compile(
+    r"([?&](?:access_token|client_secret|refresh_token|fb_exchange_token|input_token|code|"
+    r"token|key|password)=)[^&#]*",
+    re.IGNORECASE,
+)
+_BOT_PATH = re.compile(r"(/bot)[^/?#]+")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the values of secret query parameters and a bot token path hidden."""
+    return _BOT_PATH.sub(r"\1<redacted>", _SECRET_QUERY.sub(r"\1<redacted>", url))
+
+
+class _RedactRequestUrls(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+            isinstance(arg, httpx.URL) for arg in record.args
+        ):
+            record.args = tuple(
+                redact_url(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+_httpx_logger = logging.getLogger("httpx")
+if not any(isinstance(f, _RedactRequestUrls) for f in _httpx_logger.filters):
+    _httpx_logger.addFilter(_RedactRequestUrls())
 
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
