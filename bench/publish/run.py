@@ -55,6 +55,7 @@ from tidings.posts.service import create_posts  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BENCH_DB = "tidings_bench_publish"
+SERVER_PID: list[int] = []
 FAR = datetime(2099, 1, 1, tzinfo=UTC)
 
 
@@ -80,9 +81,7 @@ def fresh_database(server_url: str) -> str:
 
 
 def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 (our own scripts)
-        [sys.executable, *args], env={**os.environ, **(env or {})}, cwd=ROOT
-    )
+    return subprocess.Popen([sys.executable, *args], env={**os.environ, **(env or {})}, cwd=ROOT)
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -95,6 +94,76 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores, Linux)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / TICKS
+
+
+PG_DIRS: list[Path] = []
+
+
+def postgres_cpu() -> float | None:
+    """CPU seconds used by the embedded PostgreSQL (postmaster, its live children, and the
+    children it has reaped), or None for an external server."""
+    if not PG_DIRS:
+        return None
+    try:
+        postmaster = int((PG_DIRS[0] / "postmaster.pid").read_text().split()[0])
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = sum(int(v) for v in fields[11:15]) / TICKS
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            child = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(child[1]) == postmaster:
+            total += (int(child[11]) + int(child[12])) / TICKS
+    return total
+
+
+def cpu_report(
+    posts: int,
+    workers: dict[int, float],
+    server: tuple[int, float],
+    postgres: float | None,
+    busy: float,
+    seconds: float,
+) -> None:
+    """Print CPU milliseconds per post: the workers, PostgreSQL, the provider, the rest."""
+    used_workers = sum(process_cpu(pid) - before for pid, before in workers.items())
+    used_server = process_cpu(server[0]) - server[1]
+    pg_now = postgres_cpu()
+    used_pg = pg_now - postgres if pg_now is not None and postgres is not None else 0.0
+    used_all = machine_busy() - busy
+    other = used_all - used_workers - used_server - used_pg
+    cores = os.cpu_count() or 1
+
+    def ms(value: float) -> str:
+        return f"{value / posts * 1000:.2f} ms"
+
+    print(
+        f"  CPU per post: workers {ms(used_workers)}, PostgreSQL "
+        f"{ms(used_pg) if pg_now is not None else 'n/a'}, provider {ms(used_server)}, other "
+        f"processes on the machine {ms(other)} (machine {used_all / seconds / cores:.0%} busy)",
+        flush=True,
+    )
 
 
 def start_workers(url: str, count: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
@@ -231,9 +300,15 @@ async def burst(
     try:
         await asyncio.sleep(4)  # workers up and idle
         due = datetime.now(UTC) + timedelta(seconds=1)
+        before = {p.pid: process_cpu(p.pid) for p in processes}
+        server_before = (SERVER_PID[0], process_cpu(SERVER_PID[0]))
+        pg_before = postgres_cpu()
+        busy = machine_busy()
+        clock = time.monotonic()
         set_due(url, org_id, due)
         stats = await wait_for(server, total, timeout=600)
         done = await wait_published(url, org_id, total)
+        cpu_report(total, before, server_before, pg_before, busy, time.monotonic() - clock)
     finally:
         stop(processes)
     arrivals = sorted(a for _, a in stats["receipts"])
@@ -311,16 +386,21 @@ async def main() -> None:
     parser.add_argument("--skip", action="append", default=[], help="burst1, burst2 or steady")
     args = parser.parse_args()
 
+    # As a production deployment would: with the key in the environment (a generated key is
+    # read back from the data dir on every encryption and decryption).
+    os.environ.setdefault("TIDINGS_SECRET_KEY", "bench-publish-secret-key")
     server_url = os.environ.get("TIDINGS_DATABASE_URL")
     if server_url:
         server_url = to_libpq_url(server_url)
     else:
         data_dir = Path(tempfile.mkdtemp(prefix="tidings-bench-publish-"))
         server_url = start_embedded(data_dir)
+        PG_DIRS.append(data_dir / "postgres")
         print(f"embedded PostgreSQL in {data_dir}", flush=True)
     port = free_port()
     server = f"http://127.0.0.1:{port}"
     platform = start([str(HERE / "server.py"), "--port", str(port), "--latency", str(args.latency)])
+    SERVER_PID.append(platform.pid)
     try:
         async with httpx.AsyncClient() as client:
             for _ in range(100):

@@ -115,7 +115,7 @@ BUSY_BACKOFF = 0.05
 #: outcome, so it is generous).
 HTTP_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 #: Outbound clients per publisher (see :meth:`Publisher.client`).
-HTTP_SHARDS = 8
+HTTP_SHARDS = 16
 
 
 def now_utc() -> datetime:
