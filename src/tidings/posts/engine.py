@@ -857,6 +857,15 @@ class Publisher:
         except asyncio.CancelledError:
             self.publishing.pop(channel_id, None)
             raise
+        except Exception as exc:
+            # A bug of ours: the request may have left, so it is not retried blindly.
+            logger.exception("publishing post %s failed unexpectedly", claim.post.id)
+            outcome = Outcome(
+                kind="error",
+                message=f"Publishing failed unexpectedly ({type(exc).__name__}); it may have "
+                f"been published -- check {claim.integration.name} before publishing it again",
+                error_class="unexpected",
+            )
         self.publishing.pop(channel_id, None)
         self.done.append((claim, outcome))
         self._progress.set()
