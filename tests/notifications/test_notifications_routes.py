@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import update
@@ -92,6 +93,26 @@ async def test_pagination(client: httpx.AsyncClient, db: AsyncSession, tenant: T
     assert (await client.get("/api/notifications?before=yesterday", headers=tenant.headers)).json()[
         "field"
     ] == "before"
+
+
+async def test_notifications_of_one_transaction_page_in_order(
+    client: httpx.AsyncClient, db: AsyncSession, tenant: Tenant
+) -> None:
+    # One unit of work (the test's transaction) writes three: none may be skipped or reordered
+    # by the "before" cursor.
+    for i in range(3):
+        await notify(db, OrgId(tenant.org_id), f"same-run-{i}")
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 1}
+    for _ in range(4):
+        page = (
+            await client.get("/api/notifications", params=params, headers=tenant.headers)
+        ).json()
+        seen += [n["content"] for n in page["items"]]
+        if page["next_before"] is None:
+            break
+        params = {"limit": 1, "before": page["next_before"]}
+    assert seen == ["same-run-2", "same-run-1", "same-run-0"]
 
 
 async def test_notifications_need_a_member(client: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import DateTime, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.models import User
@@ -19,9 +19,18 @@ async def notify(
     session: AsyncSession, org_id: OrgId | str, content: str, *, link: str | None = None
 ) -> Notifications:
     """Add a notification for every member of the organization (in the caller's transaction)."""
-    row = Notifications(organization_id=org_id, content=content[:MAX_CONTENT_LENGTH], link=link)
+    # The wall clock, not the transaction's start: notifications written in one transaction
+    # (a run failing several posts) keep their order, and the ``before`` cursor of
+    # :func:`list_notifications` never skips one sharing a timestamp with the page's end.
+    row = Notifications(
+        organization_id=org_id,
+        content=content[:MAX_CONTENT_LENGTH],
+        link=link,
+        created_at=func.clock_timestamp(),
+    )
     session.add(row)
     await session.flush()
+    await session.refresh(row, ["created_at"])
     return row
 
 
@@ -59,8 +68,10 @@ async def unread_count(session: AsyncSession, org_id: OrgId, user: User) -> int:
 
 async def mark_read(session: AsyncSession, user: User) -> datetime:
     """Mark everything read up to now (the user's ``last_read_notifications``)."""
-    # The transaction's clock, so a notification written in this same instant counts as read.
-    now = (await session.execute(select(func.now()))).scalar_one()
+    # The database's wall clock, the one notifications are stamped with (see :func:`notify`).
+    now: datetime = (
+        await session.execute(select(func.clock_timestamp().cast(DateTime(timezone=True))))
+    ).scalar_one()
     user.last_read_notifications = now
     await session.flush()
     return now
