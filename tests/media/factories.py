@@ -6,6 +6,7 @@ import io
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 from PIL import Image
@@ -177,4 +178,84 @@ def big_video(path: Path, size_mb: int, *, size: tuple[int, int] = (1280, 720)) 
                 index += 1
         for packet in stream.encode():
             output.mux(packet)
+    return path
+
+
+def _encode_frames(output: Any, stream: Any, size: tuple[int, int], frames: int) -> None:
+    for index in range(frames):
+        frame = av.VideoFrame.from_image(Image.new("RGB", size, color_for_frame(index)))
+        frame.pts = index
+        frame.time_base = Fraction(1, 10)
+        for packet in stream.encode(frame):
+            output.mux(packet)
+    for packet in stream.encode():
+        output.mux(packet)
+
+
+def _add_cover(output: Any, size: tuple[int, int]) -> Any:
+    """An attached picture (cover art) stream: a video stream of one JPEG frame."""
+    cover = output.add_stream("mjpeg")
+    cover.width, cover.height = size
+    cover.pix_fmt = "yuvj420p"
+    cover.disposition = av.stream.Disposition.attached_pic
+    return cover
+
+
+def _mux_cover(output: Any, cover: Any, size: tuple[int, int]) -> None:
+    frame = av.VideoFrame.from_image(Image.new("RGB", size, RED)).reformat(format="yuvj420p")
+    frame.pts = 0
+    frame.time_base = Fraction(1, 25)
+    for packet in cover.encode(frame):
+        output.mux(packet)
+    for packet in cover.encode():
+        output.mux(packet)
+
+
+def audio_with_cover_mp4(path: Path) -> Path:
+    """An audio track and its cover art in an MP4 (brand isom): no moving picture at all."""
+    with av.open(str(path), "w", format="mp4") as output:
+        audio = output.add_stream("aac", rate=8000)
+        cover = _add_cover(output, (64, 64))
+        frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.sample_rate = 8000
+        for index in range(10):
+            frame.pts = index * 1024
+            for packet in audio.encode(frame):
+                output.mux(packet)
+        for packet in audio.encode():
+            output.mux(packet)
+        _mux_cover(output, cover, (64, 64))
+    return path
+
+
+def matroska_as_webm(path: Path, *, attachment: bytes | None = None) -> Path:
+    """A Matroska file (H.264, optionally with an attached file) whose EBML DocType was
+    rewritten to a NUL-padded ``webm``: it sniffs as WebM but is no WebM video."""
+    with av.open(str(path), "w", format="matroska") as output:
+        stream = output.add_stream("libx264", rate=10)
+        stream.width, stream.height = (64, 64)
+        stream.pix_fmt = "yuv420p"
+        if attachment is not None:
+            output.add_attachment("payload.exe", "application/x-msdownload", attachment)
+        _encode_frames(output, stream, (64, 64), 5)
+    data = path.read_bytes()
+    at = data.index(b"matroska")
+    path.write_bytes(data[:at] + b"webm\x00\x00\x00\x00" + data[at + 8 :])
+    return path
+
+
+def webm_with_attachment(path: Path, attachment: bytes) -> Path:
+    """A VP8 Matroska file carrying an attached file, relabelled as WebM (WebM forbids
+    attachments, so its own muxer would drop it)."""
+    with av.open(str(path), "w", format="matroska") as output:
+        stream = output.add_stream("libvpx", rate=10)
+        stream.width, stream.height = (64, 64)
+        stream.pix_fmt = "yuv420p"
+        output.add_attachment("payload.exe", "application/x-msdownload", attachment)
+        _encode_frames(output, stream, (64, 64), 5)
+    data = path.read_bytes()
+    at = data.index(b"matroska")
+    path.write_bytes(data[:at] + b"webm\x00\x00\x00\x00" + data[at + 8 :])
     return path

@@ -19,8 +19,11 @@ from .factories import (
     PE_EXECUTABLE,
     animated_gif,
     audio_only_m4a,
+    audio_with_cover_mp4,
     image_bytes,
+    matroska_as_webm,
     video_file,
+    webm_with_attachment,
     zip_archive,
 )
 
@@ -212,6 +215,31 @@ async def test_a_video_with_too_many_pixels_is_refused_before_decoding(
     with pytest.raises(UnsupportedMediaError, match="640x360"):
         await describe_video(path, media_type, max_pixels=200_000)
     await verify_media(path, media_type)  # under the default 64 megapixels
+
+
+async def test_a_webm_hiding_an_attached_file_is_refused(tmp_path: Path) -> None:
+    # Matroska can carry files (an executable here); relabelled "webm" it sniffs as WebM.
+    path = webm_with_attachment(tmp_path / "clip.webm", ELF_EXECUTABLE * 50)
+    assert ELF_EXECUTABLE[:16] in path.read_bytes()
+    media_type = sniff_head(path.read_bytes()[: sniff.HEAD_BYTES], filename="clip.webm")
+    assert media_type is sniff.WEBM
+    with pytest.raises(UnsupportedMediaError, match=r"attached file.*payload\.exe"):
+        await verify_media(path, media_type)
+
+
+async def test_matroska_of_other_codecs_relabelled_webm_is_refused(tmp_path: Path) -> None:
+    path = matroska_as_webm(tmp_path / "clip.webm")
+    assert sniff_head(path.read_bytes()[: sniff.HEAD_BYTES]) is sniff.WEBM
+    with pytest.raises(UnsupportedMediaError, match="h264"):
+        await verify_media(path, sniff.WEBM)
+
+
+async def test_audio_with_cover_art_is_not_a_video(tmp_path: Path) -> None:
+    # An MP4 (brand isom) of sound and a still cover picture: the picture is no video.
+    path = audio_with_cover_mp4(tmp_path / "song.mp4")
+    assert sniff_head(path.read_bytes()[: sniff.HEAD_BYTES]) is sniff.MP4
+    with pytest.raises(UnsupportedMediaError, match="no video stream"):
+        await verify_media(path, sniff.MP4)
 
 
 def _png_header_claiming(width: int, height: int) -> bytes:

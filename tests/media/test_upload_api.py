@@ -16,7 +16,14 @@ from tidings.media.deps import MediaEnv
 from tidings.media.storage import LocalStorage
 
 from .conftest import bytes_under, files_under
-from .factories import ELF_EXECUTABLE, PE_EXECUTABLE, image_bytes, video_file
+from .factories import (
+    ELF_EXECUTABLE,
+    PE_EXECUTABLE,
+    audio_with_cover_mp4,
+    image_bytes,
+    video_file,
+    webm_with_attachment,
+)
 from .helpers import CONTENT_TYPE, add_member, configure_media, image_size, streamed_body, upload
 from .http_server import PNG as REMOTE_PNG
 from .http_server import MediaServer
@@ -183,6 +190,19 @@ async def test_executables_and_other_files_are_refused_with_415(
     assert response.status_code == 415, response.text
     body = response.json()
     assert body["field"] == "file" and says in body["message"]
+    assert files_under(media_root(env)) == []
+
+
+async def test_a_video_container_hiding_a_file_or_only_sound_is_refused(
+    client: httpx.AsyncClient, tenant: Tenant, env: MediaEnv, tmp_path: Path
+) -> None:
+    hiding = webm_with_attachment(tmp_path / "clip.webm", ELF_EXECUTABLE * 50).read_bytes()
+    song = audio_with_cover_mp4(tmp_path / "song.mp4").read_bytes()
+    cases = (("clip.webm", hiding, "attached file"), ("song.mp4", song, "no video"))
+    for name, data, says in cases:
+        response = await upload(client, tenant, name, data)
+        assert response.status_code == 415, response.text
+        assert response.json()["field"] == "file" and says in response.json()["message"]
     assert files_under(media_root(env)) == []
 
 

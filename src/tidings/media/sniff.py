@@ -412,6 +412,45 @@ def _verify_image(path: Path, media_type: MediaType, max_pixels: int) -> None:
             ) from exc
 
 
+# What a WebM file may hold (the WebM spec); the Matroska demuxer that reads it would take any
+# codec, and attached files too.
+_WEBM_CODECS: Final = {
+    "video": frozenset({"vp8", "vp9", "av1"}),
+    "audio": frozenset({"vorbis", "opus"}),
+    "subtitle": frozenset({"webvtt"}),
+}
+
+
+def main_video_stream(container: Any, media_type: MediaType) -> Any:
+    """The video stream of an opened container, after checking that the container hides
+    nothing else: no attached files (Matroska can carry any file, an executable too), only the
+    codecs WebM allows in a WebM, and a moving picture rather than only a cover picture (an
+    audio file with its artwork). Raises :class:`UnsupportedMediaError`."""
+    label = media_type.label
+    for stream in container.streams:
+        if stream.type == "attachment":
+            name = stream.metadata.get("filename") or "unnamed"
+            raise UnsupportedMediaError(
+                f"the {label} carries an attached file ({name!r}); only plain videos are accepted"
+            )
+        if media_type is WEBM:
+            context = stream.codec_context
+            codec = context.codec.canonical_name if context is not None else "unknown"
+            if codec not in _WEBM_CODECS.get(stream.type, frozenset()):
+                raise UnsupportedMediaError(
+                    f"the file is not a WebM video: it holds a {stream.type} stream of {codec} "
+                    "(WebM allows VP8, VP9, AV1 video and Vorbis, Opus audio)"
+                )
+    pictures = [
+        stream
+        for stream in container.streams.video
+        if not stream.disposition & av.stream.Disposition.attached_pic
+    ]
+    if not pictures:
+        raise UnsupportedMediaError(f"the {label} has no video stream")
+    return pictures[0]
+
+
 def limit_video_frames(stream: Any, media_type: MediaType, max_pixels: int) -> None:
     """Refuse a video stream whose frames have more than ``max_pixels`` pixels, and make the
     decoder refuse any frame that does (should the bitstream contradict the container).
@@ -432,9 +471,7 @@ def limit_video_frames(stream: Any, media_type: MediaType, max_pixels: int) -> N
 def _verify_video(path: Path, media_type: MediaType, max_pixels: int) -> None:
     try:
         with av.open(str(path), format=media_type.decoder, metadata_errors="ignore") as container:
-            if not container.streams.video:
-                raise UnsupportedMediaError(f"the {media_type.label} has no video stream")
-            stream = container.streams.video[0]
+            stream = main_video_stream(container, media_type)
             limit_video_frames(stream, media_type, max_pixels)
             for _frame in container.decode(stream):
                 return

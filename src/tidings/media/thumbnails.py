@@ -32,6 +32,7 @@ from tidings.media.sniff import (
     MediaKind,
     MediaType,
     limit_video_frames,
+    main_video_stream,
     open_image,
 )
 
@@ -235,9 +236,7 @@ def _describe_video(
 ) -> MediaDetails:
     try:
         with av.open(str(path), format=media_type.decoder, metadata_errors="ignore") as container:
-            if not container.streams.video:
-                raise UnsupportedMediaError(f"the {media_type.label} has no video stream")
-            stream = container.streams.video[0]
+            stream = main_video_stream(container, media_type)
             limit_video_frames(stream, media_type, max_pixels)
             duration = _duration_seconds(container, stream)
             target = max(0, timestamp_ms or 0) / 1000
