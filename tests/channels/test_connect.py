@@ -218,6 +218,37 @@ async def test_user_given_service_is_guarded(
     assert pds.calls() == []
 
 
+async def test_a_server_answering_nonsense_is_refused_like_bad_input(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    pds: FakeBluesky,
+    mastodon: FakeMastodon,
+    db: AsyncSession,
+) -> None:
+    # The "instance" a user names may be any web server: an answer of the wrong shape, or a
+    # web page where the API should answer, is the address's fault, not a server error.
+    mastodon.fail("POST", "/api/v1/apps", 200, {"name": "not a Mastodon server"})
+    mastodon.fail("POST", "/api/v1/apps", 200, text="<html>Welcome!</html>")
+    for _ in range(2):
+        response = await client.get(
+            "/api/channels/mastodon/connect",
+            params={"instance_url": mastodon.base_url},
+            headers=tenant.headers,
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["field"] == "instance_url"
+        assert response.json()["error"] == "connect_failed"
+    pds.fail("POST", "/xrpc/com.atproto.server.createSession", 200, ["what", "is", "this"])
+    response = await client.post(
+        "/api/channels/bluesky/connect",
+        json={"fields": {"identifier": "alice.test", "password": "app-pass-1234"}},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "fields"
+    assert await count_channels(db, tenant.org_id) == 0
+
+
 # ---- OAuth: Mastodon (any instance) -----------------------------------------------------------
 
 

@@ -402,8 +402,25 @@ def callback_url(identifier: str) -> str:
     return f"{get_settings().public_url}/api/channels/{identifier}/callback"
 
 
-def connect_failure(exc: ProviderError, *, field: str) -> TidingsError:
-    """The client error a provider failure during connecting (or a tool call) means."""
+#: What a provider call may raise while connecting or running a tool: its own errors, and the
+#: errors of reading an answer of an unexpected shape (a user-given "instance" that is no
+#: Mastodon server, a PDS answering nonsense).
+CONNECT_FAILURES = (ProviderError, KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+def connect_failure(exc: Exception, *, field: str) -> TidingsError:
+    """The client error a provider failure during connecting (or a tool call) means.
+
+    Only a platform that said it failed (5xx) or went silent after a write is a 502; an
+    answer that cannot be understood is refused like bad input, naming ``field``.
+    """
+    if not isinstance(exc, ProviderError):
+        logger.warning("a platform answered something unexpected (%s)", field, exc_info=exc)
+        return BadRequest(
+            "The platform answered something unexpected; check the address and try again",
+            field=field,
+            code="connect_failed",
+        )
     if isinstance(exc, RetryableError):
         if exc.status_code == 429:
             return RateLimited(
@@ -411,8 +428,15 @@ def connect_failure(exc: ProviderError, *, field: str) -> TidingsError:
                 retry_after=int(exc.retry_after or 60),
                 field=field,
             )
-        if exc.status_code is not None:
+        if exc.status_code is not None and exc.status_code >= 400:
             return PlatformUnavailable(f"The platform failed: {exc.message}", field=field)
+        if exc.status_code is not None:
+            # A success status with a body that is not what the API answers (HTML, say).
+            return BadRequest(
+                f"The platform answered something unexpected: {exc.message}",
+                field=field,
+                code="connect_failed",
+            )
         return BadRequest(f"Could not reach the platform: {exc.message}", field=field)
     if isinstance(exc, UnknownOutcomeError):
         return PlatformUnavailable(exc.message, field=field)
@@ -488,7 +512,7 @@ async def start_connect(
     provider = build(identifier, http)
     try:
         request = await provider.authorization_url(redirect, state, verifier, values or None)
-    except ProviderError as exc:
+    except CONNECT_FAILURES as exc:
         raise connect_failure(exc, field=field) from exc
     expires_at = datetime.now(UTC) + STATE_TTL
     data = {
@@ -557,7 +581,7 @@ async def finish_connect(
             row.code_verifier or "",
             data.get("custom_instance_details"),
         )
-    except ProviderError as exc:
+    except CONNECT_FAILURES as exc:
         raise connect_failure(exc, field="code") from exc
     customer_id = None
     if data.get("customer"):
@@ -606,7 +630,7 @@ async def connect_with_fields(
     provider = build(identifier, http)
     try:
         account = await provider.connect_with_fields(dict(values))
-    except ProviderError as exc:
+    except CONNECT_FAILURES as exc:
         raise connect_failure(exc, field="fields") from exc
     return await save_account(session, org_id, provider, account, customer_id=customer_id)
 
@@ -731,7 +755,7 @@ def pending_credentials(channel: Integration) -> ChannelCredentials:
 async def _list_choices(provider: Provider[Any], channel: Integration) -> list[Choice]:
     try:
         return await provider.list_choices(pending_credentials(channel))
-    except ProviderError as exc:
+    except CONNECT_FAILURES as exc:
         raise connect_failure(exc, field="id") from exc
 
 
@@ -764,7 +788,7 @@ async def choose(
     provider = provider_for(channel, http)
     try:
         account = await provider.select_choice(pending_credentials(channel), choice_id)
-    except ProviderError as exc:
+    except CONNECT_FAILURES as exc:
         raise connect_failure(exc, field="choice_id") from exc
     target = await _find_by_internal_id(
         session, org_id, _row_internal_id(provider, account), excluding=channel.id
@@ -1021,7 +1045,7 @@ async def run_tool(
         except RefreshTokenError as exc:
             if attempt == 2:
                 raise connect_failure(exc, field="id") from exc
-        except ProviderError as exc:
+        except CONNECT_FAILURES as exc:
             raise connect_failure(exc, field="args") from exc
         try:
             credentials = await refresh_in_own_transaction(channel.id, http=http)
@@ -1029,7 +1053,7 @@ async def run_tool(
             raise Conflict(
                 f"The channel {channel.name} lost its authorization; reconnect it", field="id"
             ) from exc
-        except ProviderError as exc:
+        except CONNECT_FAILURES as exc:
             raise connect_failure(exc, field="id") from exc
         if channel.in_between_steps and channel.root_internal_id:
             credentials.internal_id = channel.root_internal_id
