@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -22,6 +23,7 @@ from tests.posts.test_engine_e2e import (
     state_of,
     thread,
 )
+from tidings.config import get_settings
 from tidings.core.enums import State
 from tidings.core.tenancy import OrgId
 from tidings.db import Database
@@ -222,3 +224,43 @@ async def test_rescheduled_deleted_or_drafted_post_is_not_published_at_the_old_t
                 {"p": groups[0][1]},
             )
         assert waiting == moved_post.publish_date
+
+
+class CountingMastodon(FakeMastodon):
+    """A Mastodon instance that answers statuses slowly and counts them in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.most = 0
+
+    async def create_status(self, request: Any) -> Any:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(0.1)
+            return await super().create_status(request)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_per_provider_concurrency_limit(
+    fresh_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIDINGS_PUBLISH_PROVIDER_CONCURRENCY", "2")
+    get_settings.cache_clear()
+    try:
+        tenant = await make_tenant(fresh_database)
+        async with CountingMastodon() as masto:
+            channels = [
+                await add_mastodon_channel(fresh_database, tenant.org_id, masto, name=f"P{i}")
+                for i in range(6)
+            ]
+            posts = [thread(c, f"limited {i}") for i, c in enumerate(channels)]
+            await create(fresh_database, tenant, {"type": "now", "posts": posts})
+            async with running_workers(fresh_database):
+                await eventually(lambda: len(masto.statuses) == 6)
+    finally:
+        monkeypatch.delenv("TIDINGS_PUBLISH_PROVIDER_CONCURRENCY")
+        get_settings.cache_clear()
+    assert masto.most == 2
