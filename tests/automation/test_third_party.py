@@ -61,6 +61,13 @@ async def test_crud_and_encrypted_key(
     on = await client.patch(url, json={"enabled": True}, headers=tenant.headers)
     assert on.json()["receiving_events"] is True
 
+    # A new key is taken, and never shown back either (only its last four characters).
+    rekeyed = await client.patch(url, json={"api_key": "n8n-key-new-98765"}, headers=tenant.headers)
+    assert rekeyed.json()["api_key_hint"] == "…8765"
+    for answer in (rekeyed, await client.get(url, headers=tenant.headers)):
+        assert "n8n-key" not in answer.text
+    assert "n8n-key" not in (await client.get("/api/third-party", headers=tenant.headers)).text
+
     removed = await client.patch(url, json={"webhook_url": None}, headers=tenant.headers)
     assert removed.json()["receiving_events"] is False
     assert await emit(db, tenant.org_id, "post.published", {"n": 3}) == []
@@ -102,6 +109,10 @@ async def test_roles_and_isolation(
     member = await make_member(test_database, tenant.org_id)
     seen = await client.get(url, headers=member)
     assert seen.status_code == 200 and seen.json()["signing_secret"] is None
+    listed = await client.get("/api/third-party", headers=member)
+    assert [c["signing_secret"] for c in listed.json()] == [None]
+    assert created["signing_secret"] not in listed.text + seen.text
+    assert "zap-key" not in listed.text + seen.text
     assert (await client.post("/api/third-party", json=body, headers=member)).status_code == 403
     assert (await client.patch(url, json={"enabled": False}, headers=member)).status_code == 403
     assert (await client.delete(url, headers=member)).status_code == 403

@@ -112,6 +112,7 @@ async def test_members_read_without_secrets_and_cannot_write(
     assert listed.json()[0]["secret"] is None
     detail = await client.get(f"/api/webhooks/{created['id']}", headers=member)
     assert detail.status_code == 200 and detail.json()["secret"] is None
+    assert str(created["secret"]) not in listed.text + detail.text
     body = {"url": PUBLIC_URL, "events": ["post.published"]}
     assert (await client.post("/api/webhooks", json=body, headers=member)).status_code == 403
     url = f"/api/webhooks/{created['id']}"
