@@ -359,3 +359,39 @@ async def test_missing_finds_the_published_content_and_release_id_connects_it(
         assert (
             await client.get(f"{BASE}/posts/{post.id}/missing", headers=api.headers)
         ).json() == []
+
+
+async def test_type_now_and_update_as_postiz_clients_send_them(
+    client: httpx.AsyncClient, db: AsyncSession, api: ApiKey
+) -> None:
+    channel = await make_channel(db, api.org_id, provider="mastodon")
+    # "now": the date is ignored, the post is due at once.
+    before = datetime.now(UTC)
+    now = await client.post(
+        f"{BASE}/posts",
+        json=postiz_body([channel.id], "right away", type="now"),
+        headers=api.headers,
+    )
+    assert now.status_code == 201, now.text
+    [row] = await rows_of(db, api.org_id)
+    assert row.state == State.QUEUE
+    assert before - timedelta(seconds=1) <= row.publish_date <= datetime.now(UTC)
+
+    # "update": the group named by posts[].group is edited in place; ids survive.
+    body = postiz_body([channel.id], "first draft of the text")
+    body["posts"][0]["group"] = "campaign-7"
+    created = await client.post(f"{BASE}/posts", json=body, headers=api.headers)
+    assert created.status_code == 201, created.text
+    body["type"] = "update"
+    body["posts"][0]["value"][0]["content"] = "final text"
+    updated = await client.post(f"{BASE}/posts", json=body, headers=api.headers)
+    assert updated.status_code == 201, updated.text
+    assert updated.json() == created.json()
+    rows = [r for r in await rows_of(db, api.org_id) if r.group == "campaign-7"]
+    assert [(r.content, r.state, r.publish_date) for r in rows] == [
+        ("final text", State.QUEUE, FUTURE)
+    ]
+    # Nothing to update: 400 naming the group.
+    body["posts"][0]["group"] = "no-such-group"
+    missing = await client.post(f"{BASE}/posts", json=body, headers=api.headers)
+    assert missing.status_code == 400 and missing.json()["field"] == "group"
