@@ -118,6 +118,39 @@ async def test_s3_public_url_is_the_media_path_and_uploads_redirect(
     assert (await client.get("/uploads/../etc/passwd")).status_code == 404
 
 
+async def test_a_failing_bucket_answers_503_and_leaves_nothing_behind(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant, tmp_path: Path, s3_endpoint: str
+) -> None:
+    # The bucket does not exist: every write fails on the S3 side, not because of the input.
+    env = configure_media(
+        app, tmp_path / "data", **{**s3_settings(s3_endpoint), "s3_bucket": "no-such-bucket"}
+    )
+    response = await upload(client, tenant, "p.png", image_bytes("PNG"))
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "storage_unavailable"
+    assert list(env.ingest.spool_dir.iterdir()) == []
+    assert (await client.get("/api/media", headers=tenant.headers)).json()["total"] == 0
+
+
+async def test_a_thumbnail_time_change_on_a_failing_bucket_answers_503(
+    app: FastAPI, client: httpx.AsyncClient, tenant: Tenant, tmp_path: Path, s3_endpoint: str
+) -> None:
+    configure_media(app, tmp_path / "data", **s3_settings(s3_endpoint))
+    data = video_file(tmp_path / "v.mp4", frames=20, size=(320, 240)).read_bytes()
+    media = (await upload(client, tenant, "v.mp4", data)).json()
+    # The bucket goes away (or S3 refuses) after the upload.
+    configure_media(
+        app, tmp_path / "data", **{**s3_settings(s3_endpoint), "s3_bucket": "no-such-bucket"}
+    )
+    patched = await client.patch(
+        f"/api/media/{media['id']}", json={"thumbnail_timestamp": 1000}, headers=tenant.headers
+    )
+    assert patched.status_code == 503, patched.text
+    assert patched.json()["error"] == "storage_unavailable"
+    got = await client.get(f"/api/media/{media['id']}", headers=tenant.headers)
+    assert got.json()["thumbnail"] == media["thumbnail"]
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

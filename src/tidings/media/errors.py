@@ -8,7 +8,8 @@ Hierarchy (all are :class:`tidings.core.errors.TidingsError`, so the app's handl
     ├── EmptyMediaError             400: zero bytes
     ├── MediaTooLargeError          413: over the size limit of its kind
     ├── MediaFetchError             400: upload from URL failed (bad URL, refused, remote error)
-    └── MultipartError              400: the request body is not usable multipart form data
+    ├── MultipartError              400: the request body is not usable multipart form data
+    └── StorageUnavailable          503: the storage (S3, the disk) failed; not the input's fault
 
 Every error names the field at fault: ``file`` for uploads, ``url`` for upload from URL.
 """
@@ -78,3 +79,11 @@ class MultipartError(MediaError, BadRequest):
 
     def __init__(self, message: str, *, field: str = "file") -> None:
         super().__init__(message, field=field)
+
+
+class StorageUnavailable(MediaError):
+    """The media storage failed (S3 unreachable or refusing, the disk full): a 503, since the
+    request itself was fine and may succeed later."""
+
+    status_code = 503
+    code = "storage_unavailable"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import secrets
 import time
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Final
 
-from tidings.media.errors import MediaError, UnsupportedMediaError
+from tidings.media.errors import MediaError, StorageUnavailable, UnsupportedMediaError
 from tidings.media.limits import MediaLimits, SizeBudget, too_large
 from tidings.media.sniff import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -35,6 +36,7 @@ from tidings.media.sniff import (
 from tidings.media.storage import (
     CHUNK_SIZE,
     Storage,
+    StorageError,
     fsync_and_close,
     new_media_key,
     thumbnail_key_for,
@@ -49,6 +51,8 @@ from tidings.media.thumbnails import (
     describe_media,
     describe_video,
 )
+
+logger = logging.getLogger("tidings.media")
 
 ALL_KINDS: Final = frozenset(MediaKind)
 MAX_NAME_LENGTH: Final = 255
@@ -204,7 +208,8 @@ async def ingest_stream(
     content); ``display_name`` overrides the name recorded (default: the cleaned ``filename``).
     ``declared_size`` (a Content-Length) lets an oversize file be refused before reading it, but
     the bytes are counted regardless. Raises a :class:`MediaError` (4xx) naming ``field``:
-    415 unsupported/mismatched/damaged, 413 over the kind's limit, 400 empty.
+    415 unsupported/mismatched/damaged, 413 over the kind's limit, 400 empty; and
+    :class:`StorageUnavailable` (503) when the spool disk or the storage fails.
     """
     validate_key(f"{organization_id}/x")  # a bad id is a caller bug: fail before reading
     await asyncio.to_thread(config.spool_dir.mkdir, parents=True, exist_ok=True)
@@ -238,6 +243,10 @@ async def ingest_stream(
     except MediaError as exc:
         exc.field = field
         raise
+    except (StorageError, OSError) as exc:
+        # The spool's disk or the storage failed, not the upload: 503, and the operator is told.
+        logger.error("storing an upload failed: %s", exc, exc_info=exc)
+        raise StorageUnavailable("the media storage is unavailable, try again later") from exc
     finally:
         _discard(spool_path)
     name = display_name if display_name is not None else filename

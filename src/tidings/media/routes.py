@@ -46,7 +46,11 @@ _MULTIPART_BODY: dict[str, Any] = {
     status_code=201,
     tags=["media"],
     openapi_extra=_MULTIPART_BODY,
-    responses={413: {"description": "Too large"}, 415: {"description": "Unsupported type"}},
+    responses={
+        413: {"description": "Too large"},
+        415: {"description": "Unsupported type"},
+        503: {"description": "The media storage is unavailable"},
+    },
 )
 async def upload_media(request: Request, caller: UploadMember, env: MediaEnvDep) -> MediaRead:
     """Upload an image, video or PDF (multipart field ``file``; optional ``name``, ``alt``)."""

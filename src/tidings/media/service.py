@@ -42,7 +42,7 @@ from tidings.core.jobs import defer_in_session
 from tidings.core.tenancy import OrgId, get_owned, owned_by, select_owned
 from tidings.db import Database
 from tidings.media.deps import MediaEnv, media_env, request_media_env
-from tidings.media.errors import MultipartError
+from tidings.media.errors import MultipartError, StorageUnavailable
 from tidings.media.fetch import ingest_url
 from tidings.media.ingest import (
     ALL_KINDS,
@@ -55,7 +55,7 @@ from tidings.media.models import Media
 from tidings.media.multipart import MAX_FORM_BYTES, open_multipart_file
 from tidings.media.schemas import MAX_ALT_LENGTH, MAX_NAME_LENGTH
 from tidings.media.sniff import MediaKind
-from tidings.media.storage import ObjectNotFoundError, Storage
+from tidings.media.storage import ObjectNotFoundError, Storage, StorageError
 from tidings.posts.models import Post
 
 PAGE_SIZE: Final = 28
@@ -393,6 +393,8 @@ async def set_thumbnail_time(
         )
     except ObjectNotFoundError as exc:
         raise Conflict("the file of this media is missing from storage", field="id") from exc
+    except (StorageError, OSError) as exc:
+        raise StorageUnavailable("the media storage is unavailable, try again later") from exc
     previous = media.thumbnail_key
     try:
         media.thumbnail_key = stored.key

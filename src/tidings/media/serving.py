@@ -25,8 +25,9 @@ from typing import Final, Literal
 from fastapi import Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from tidings.core.errors import NotFound, TidingsError
+from tidings.core.errors import NotFound
 from tidings.media.deps import MediaEnv
+from tidings.media.errors import StorageUnavailable
 from tidings.media.storage import (
     IMMUTABLE_CACHE_CONTROL,
     InvalidKeyError,
@@ -45,13 +46,6 @@ SECURITY_HEADERS: Final = {
 _RANGE = re.compile(r"^\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*$", re.IGNORECASE)
 
 ByteRange = tuple[int, int]  # [start, end)
-
-
-class StorageUnavailable(TidingsError):
-    """The storage backend failed (S3 unreachable, ...)."""
-
-    status_code = 503
-    code = "storage_unavailable"
 
 
 def parse_range(header: str | None, size: int) -> ByteRange | Literal["unsatisfiable"] | None:

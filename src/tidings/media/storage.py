@@ -409,6 +409,10 @@ class LocalStorage(Storage):
         yield self.path_for(key)
 
 
+# What boto3 raises when S3 refuses a request or cannot be reached.
+_BOTO_ERRORS: Final = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
 class S3Storage(Storage):
     """Objects in an S3-compatible bucket (AWS, MinIO, R2, ...), through boto3.
 
@@ -501,7 +505,7 @@ class S3Storage(Storage):
                     UploadId=upload_id,
                     MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
                 )
-        except BaseException:
+        except BaseException as exc:
             if upload_id is not None:
                 with suppress(Exception):
                     await asyncio.shield(
@@ -512,6 +516,8 @@ class S3Storage(Storage):
                             UploadId=upload_id,
                         )
                     )
+            if isinstance(exc, _BOTO_ERRORS):
+                raise StorageError(f"cannot write {key!r} to the bucket: {exc}") from exc
             raise
         return StoredObject(key=key, size=size, sha256=digest.hexdigest())
 
@@ -584,7 +590,10 @@ class S3Storage(Storage):
 
     async def delete(self, key: str) -> None:
         validate_key(key)
-        await asyncio.to_thread(self._client.delete_object, Bucket=self.bucket, Key=key)
+        try:
+            await asyncio.to_thread(self._client.delete_object, Bucket=self.bucket, Key=key)
+        except _BOTO_ERRORS as exc:
+            raise StorageError(f"cannot delete {key!r} from the bucket: {exc}") from exc
 
     def public_url(self, key: str, public_base_url: str) -> str:
         if self.public_base_url:

@@ -75,6 +75,7 @@ _DESCRIPTIONS: Final = {
     422: "A field is missing or malformed (``field`` names it, e.g. posts.0.value.1.content)",
     429: "Rate limited (see Retry-After)",
     502: "The social platform failed",
+    503: "The media storage is unavailable (try again later)",
 }
 
 
@@ -256,7 +257,7 @@ _UPLOAD_BODY: Final = {
     "/upload",
     status_code=status.HTTP_201_CREATED,
     response_model=PublicMediaRead,
-    responses=errors(400, 413, 415),
+    responses=errors(400, 413, 415, 503),
     openapi_extra={"requestBody": _UPLOAD_BODY},
 )
 async def upload(request: Request, caller: UploadApiKeyOrg, env: MediaEnvDep) -> PublicMediaRead:
@@ -277,7 +278,7 @@ async def upload(request: Request, caller: UploadApiKeyOrg, env: MediaEnvDep) ->
     "/upload-from-url",
     status_code=status.HTTP_201_CREATED,
     response_model=PublicMediaRead,
-    responses=errors(400, 413, 415),
+    responses=errors(400, 413, 415, 503),
 )
 async def upload_from_url(
     body: UploadFromUrlIn, request: Request, caller: UploadApiKeyOrg, env: MediaEnvDep
