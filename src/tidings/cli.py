@@ -248,7 +248,7 @@ def orgs_api_key(
 
 
 #: Domain modules that add commands to the CLI through their ``register(cli)``.
-_EXTRA_COMMAND_MODULES = ["tidings.channels.cli", "tidings.accounts.cli"]
+_EXTRA_COMMAND_MODULES = ["tidings.channels.cli", "tidings.accounts.cli", "tidings.billing.cli"]
 
 
 def main() -> None:
