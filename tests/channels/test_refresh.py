@@ -16,7 +16,12 @@ from tests.channels.providers.servers.bluesky import FakeBluesky
 from tests.channels.providers.servers.mastodon import FakeMastodon
 from tests.conftest import Tenant, make_tenant
 from tidings.channels.models import Integration
-from tidings.channels.providers import ConnectError, DisconnectedError, RetryableError
+from tidings.channels.providers import (
+    ConnectError,
+    DisconnectedError,
+    PostPart,
+    RetryableError,
+)
 from tidings.channels.providers.bluesky import BlueskyProvider
 from tidings.channels.providers.mastodon import MastodonProvider
 from tidings.channels.service import (
@@ -25,13 +30,15 @@ from tidings.channels.service import (
     provider_for,
     refresh_channel,
 )
+from tidings.config import get_settings
 from tidings.db import Database
 from tidings.notifications.models import Notifications
 from tidings.posts.models import Errors
 
 
 @pytest.fixture
-async def mastodon() -> AsyncIterator[FakeMastodon]:
+async def mastodon(allow_private: None) -> AsyncIterator[FakeMastodon]:
+    # The instance is a user-given host on 127.0.0.1: private addresses must be allowed.
     async with FakeMastodon(issue_refresh=True) as server:
         server.oauth.add_client("cid-1", "csecret-1", [])
         yield server
@@ -193,6 +200,44 @@ async def test_refresh_keeps_old_refresh_token_when_none_sent(
     assert not channel.refresh_needed
 
 
+async def test_a_user_given_instance_is_guarded_at_every_request(
+    db: AsyncSession,
+    tenant: Tenant,
+    mastodon: FakeMastodon,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    channel = await mastodon_channel(db, tenant.org_id, mastodon)
+    # Months after connecting, the instance's name resolves to a private address (its DNS
+    # changed, or was made to): refreshing and publishing must not reach it.
+    monkeypatch.setenv("TIDINGS_ALLOW_PRIVATE_URLS", "false")
+    get_settings.cache_clear()
+    seen = len(mastodon.requests)
+    with pytest.raises(ConnectError, match="cannot be used"):
+        await refresh_channel(db, channel, http=http)
+    provider = provider_for(channel, http)
+    with pytest.raises(ConnectError, match="cannot be used"):
+        await provider.publish(
+            credentials_of(channel), PostPart(content="hello"), provider.parse_settings({})
+        )
+    assert len(mastodon.requests) == seen
+    # A name that does not resolve right now is a transient failure, not a disconnection.
+    lost = await make_channel(
+        db,
+        tenant.org_id,
+        provider="mastodon",
+        token="t",
+        refresh_token="r",
+        custom={"instance_url": "https://mastodon.invalid", "client_id": "c"},
+    )
+    with pytest.raises(RetryableError):
+        await refresh_channel(db, lost, http=http)
+    assert not lost.refresh_needed
+    # Hosts the server itself is configured with are not user-given: never refused.
+    assert not provider.on_user_host(provider.config.url("instance") + "/api/v1/statuses")
+    assert provider.on_user_host(f"{mastodon.base_url}/api/v1/statuses")
+
+
 async def test_refused_refresh_marks_refresh_needed(
     db: AsyncSession, tenant: Tenant, mastodon: FakeMastodon, http: httpx.AsyncClient
 ) -> None:
@@ -249,7 +294,9 @@ async def test_retryable_refresh_failure_marks_nothing(
     assert count == 0
 
 
-async def test_bluesky_refresh(db: AsyncSession, tenant: Tenant, http: httpx.AsyncClient) -> None:
+async def test_bluesky_refresh(
+    db: AsyncSession, tenant: Tenant, http: httpx.AsyncClient, allow_private: None
+) -> None:
     async with FakeBluesky() as pds:
         session = pds._new_session(pds.accounts[0])
         channel = await make_channel(

@@ -20,7 +20,8 @@ from tidings.notifications.models import Notifications
 
 
 @pytest.fixture
-async def mastodon() -> AsyncIterator[FakeMastodon]:
+async def mastodon(allow_private: None) -> AsyncIterator[FakeMastodon]:
+    # The instance is a user-given host on 127.0.0.1: private addresses must be allowed.
     async with FakeMastodon(issue_refresh=True) as server:
         server.oauth.add_client("cid-1", "csecret-1", [])
         server.oauth.expires_in = 7200

@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import socket
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ from tidings.core.errors import (
 )
 from tidings.core.ids import new_cuid, new_token
 from tidings.core.tenancy import OrgId, select_owned
-from tidings.core.urlguard import UnsafeURLError, check_url
+from tidings.core.urlguard import UnsafeURLError, check_url, guarded_request
 from tidings.notifications.service import notify
 from tidings.orgs.models import Customer
 from tidings.posts.models import Errors
@@ -114,9 +115,30 @@ async def url_guard(url: str) -> None:
         raise ConnectError(f"{url} cannot be used: {exc}") from exc
 
 
+async def guarded_send(
+    client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """One request to a user-given host through the core guard: checked at every hop and sent
+    to the checked address (a name that now resolves privately is refused: ConnectError)."""
+    try:
+        return await guarded_request(
+            client, method, url, allow_private=get_settings().allow_private_urls, **kwargs
+        )
+    except UnsafeURLError as exc:
+        if isinstance(exc.__cause__, socket.gaierror):
+            # The name did not resolve: DNS failures are often over a minute later.
+            raise RetryableError(f"Could not reach the platform ({exc})") from exc
+        raise ConnectError(f"{url} cannot be used: {exc}") from exc
+
+
 def build(identifier: str, http: httpx.AsyncClient | None = None) -> Provider[Any]:
     """Provider ``identifier`` configured from the environment, with the core URL guard."""
-    return build_provider(identifier, http or shared_http_client(), url_guard=url_guard)
+    return build_provider(
+        identifier,
+        http or shared_http_client(),
+        url_guard=url_guard,
+        guarded_send=guarded_send,
+    )
 
 
 def provider_for(integration: Integration, http: httpx.AsyncClient | None = None) -> Provider[Any]:

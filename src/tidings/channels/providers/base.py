@@ -73,7 +73,11 @@ across retries of one part) is forwarded where the platform supports idempotency
 
 User-given base URLs (a Mastodon instance, a Bluesky PDS) are checked with the ``url_guard``
 callable given to the provider's constructor (the core URL guard in production); providers call
-it before their first request to such a URL.
+it before their first request to such a URL. Providers with ``user_hosts`` also send every later
+request to such a host (exchanging the code, refreshing, publishing, months after connecting)
+through the ``guarded_send`` given to the constructor, which checks the address again and
+connects to the very address it checked: a host whose name later resolves to a private address
+is refused, not reached.
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -301,6 +306,8 @@ def classify_exception(exc: httpx.HTTPError, *, idempotent: bool) -> ProviderErr
 
 
 Classifier = Callable[[httpx.Response], "ProviderError | None"]
+#: Sends one request like ``client.request(method, url, **kwargs)`` (e.g. through a URL guard).
+Sender = Callable[..., Awaitable[httpx.Response]]
 
 
 async def send(
@@ -310,17 +317,22 @@ async def send(
     *,
     idempotent: bool | None = None,
     classify: Classifier = classify_response,
+    sender: Sender | None = None,
     **kwargs: Any,
 ) -> httpx.Response:
     """Send one request; raise the classified ProviderError on failure, else the response.
 
     ``idempotent`` defaults to True for GET/HEAD/OPTIONS/PUT/DELETE and False otherwise; pass
     True for writes that publish nothing (e.g. media uploads) so a lost answer is retryable.
+    ``sender`` sends instead of ``client.request`` (called with the client first).
     """
     if idempotent is None:
         idempotent = method.upper() in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
     try:
-        response = await client.request(method, url, **kwargs)
+        if sender is not None:
+            response = await sender(client, method, url, **kwargs)
+        else:
+            response = await client.request(method, url, **kwargs)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         # Built from stored or typed data (an instance URL, a bot token in the path): sending
         # it again cannot help. The message names the fault, never the URL (it may hold a token).
@@ -682,6 +694,8 @@ class Provider(ABC, Generic[SettingsT]):
     #: composer): "code_points", "graphemes", "utf16", "x_weighted" (twitter-text v3, URLs 23)
     #: or "mastodon" (graphemes, URLs 23, remote mentions by their local part).
     text_counting: ClassVar[str] = "code_points"
+    #: Whether the provider talks to hosts its users name (see the module docstring).
+    user_hosts: ClassVar[bool] = False
     #: What the server must be configured with before the provider can connect and publish:
     #: "client_id", "client_secret", or a key of ``config.extra`` (also read from
     #: ``TIDINGS_<ID>_<KEY>``, e.g. Discord's "bot_token"). Credential-field providers and
@@ -705,12 +719,14 @@ class Provider(ABC, Generic[SettingsT]):
         config: ProviderConfig | None = None,
         *,
         url_guard: UrlGuard | None = None,
+        guarded_send: Sender | None = None,
     ) -> None:
         self.http = http
         self.config = config or ProviderConfig(urls=dict(self.default_urls))
         for name, default in self.default_urls.items():
             self.config.urls.setdefault(name, default)
         self._url_guard = url_guard
+        self._guarded_send = guarded_send
 
     # ---- limits and validation ----------------------------------------------------------
 
@@ -968,12 +984,35 @@ class Provider(ABC, Generic[SettingsT]):
         """Classify a response; override to refine :func:`classify_response` per platform."""
         return classify_response(response)
 
+    def on_user_host(self, url: str) -> bool:
+        """Whether ``url`` is on a host a user named rather than one this server configured
+        (only for providers with ``user_hosts``)."""
+        if not self.user_hosts:
+            return False
+        configured = {_origin(base) for base in self.config.urls.values()}
+        return _origin(url) not in configured
+
     async def request(
-        self, method: str, url: str, *, idempotent: bool | None = None, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        idempotent: bool | None = None,
+        user_host: bool | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
-        """:func:`send` with this provider's classifier."""
+        """:func:`send` with this provider's classifier; a request to a user-given host
+        (``user_host``, by default :meth:`on_user_host`) goes through ``guarded_send``."""
+        if user_host is None:
+            user_host = self.on_user_host(url)
         return await send(
-            self.http, method, url, idempotent=idempotent, classify=self.classify_error, **kwargs
+            self.http,
+            method,
+            url,
+            idempotent=idempotent,
+            classify=self.classify_error,
+            sender=self._guarded_send if user_host else None,
+            **kwargs,
         )
 
     async def oauth_token(
@@ -1017,7 +1056,8 @@ class Provider(ABC, Generic[SettingsT]):
         """The bytes of a media item: its ``read`` callable, else a download of its URL."""
         if item.read is not None:
             return await item.read()
-        response = await self.request("GET", item.url, idempotent=True)
+        # Media URLs are this server's own (or its storage's), not a user-named host.
+        response = await self.request("GET", item.url, idempotent=True, user_host=False)
         return response.content
 
     async def read_thumbnail(self, item: MediaItem) -> bytes | None:
@@ -1025,9 +1065,16 @@ class Provider(ABC, Generic[SettingsT]):
         if item.read_thumbnail is not None:
             return await item.read_thumbnail()
         if item.thumbnail_url:
-            response = await self.request("GET", item.thumbnail_url, idempotent=True)
+            response = await self.request(
+                "GET", item.thumbnail_url, idempotent=True, user_host=False
+            )
             return response.content
         return None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 def token_set(data: Mapping[str, Any], *, now: datetime | None = None) -> TokenSet:

@@ -102,6 +102,7 @@ class BlueskyProvider(Provider[BlueskySettings]):
     display_name = "Bluesky"
     connect_kind = "fields"
     required_config = ()
+    user_hosts = True
     fields = (
         FieldSpec(
             name="service",

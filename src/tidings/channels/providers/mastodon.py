@@ -78,6 +78,7 @@ class MastodonProvider(Provider[MastodonSettings]):
     connect_kind = "oauth"
     # The app registers itself on each instance (configured credentials are optional).
     required_config = ()
+    user_hosts = True
     fields = (
         FieldSpec(
             name="instance_url",

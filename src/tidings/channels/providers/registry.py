@@ -14,6 +14,7 @@ import httpx
 from tidings.channels.providers.base import (
     Provider,
     ProviderConfig,
+    Sender,
     UnknownProviderError,
     UrlGuard,
 )
@@ -68,6 +69,7 @@ def build_provider(
     config: ProviderConfig | None = None,
     environ: Mapping[str, str] | None = None,
     url_guard: UrlGuard | None = None,
+    guarded_send: Sender | None = None,
 ) -> Provider[Any]:
     """An instance of provider ``identifier`` using ``http``; config read from the environment
     (``config_from_env``) unless given."""
@@ -76,4 +78,4 @@ def build_provider(
     cls = get_provider(identifier)
     if config is None:
         config = config_from_env(identifier, environ)
-    return cls(http, config, url_guard=url_guard)
+    return cls(http, config, url_guard=url_guard, guarded_send=guarded_send)
