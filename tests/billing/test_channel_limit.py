@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,12 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tests.channels.factories import make_channel
 from tests.channels.helpers import point
 from tests.channels.providers.servers.bluesky import FakeBluesky
-from tests.conftest import Tenant
+from tests.conftest import Tenant, asgi_client, build_app, make_tenant
 from tidings.billing.models import Subscription
 from tidings.billing.service import active_channel_count, channel_limit, check_channel_limit
 from tidings.core.enums import Period, SubscriptionTier
 from tidings.core.errors import PaymentRequired
 from tidings.core.tenancy import OrgId
+from tidings.db import Database
 
 pytestmark = pytest.mark.usefixtures("allow_private")
 
@@ -126,6 +128,19 @@ async def test_limit_counts_active_channels(
     revived = await connect(client, tenant, ALICE)
     assert revived.status_code == 402
     assert await active_channel_count(db, OrgId(tenant.org_id)) == 2
+
+
+async def test_two_connections_at_once_cannot_both_take_the_last_place(
+    fresh_database: Database, pds: FakeBluesky, billing: None
+) -> None:
+    tenant = await make_tenant(fresh_database)
+    async with fresh_database.session() as session:
+        await subscribe(session, tenant.org_id, 1)
+    async with asgi_client(build_app(fresh_database)) as client:
+        answers = await asyncio.gather(connect(client, tenant, ALICE), connect(client, tenant, BOB))
+    assert sorted(a.status_code for a in answers) == [201, 402], [a.text for a in answers]
+    async with fresh_database.session() as session:
+        assert await active_channel_count(session, OrgId(tenant.org_id)) == 1
 
 
 async def test_ended_subscription_allows_nothing(
