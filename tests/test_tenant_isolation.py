@@ -28,6 +28,8 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.conftest import Tenant, asgi_client, build_app
@@ -298,18 +300,51 @@ class IsolationChecker:
         return failures
 
 
+async def tenant_digest(db: AsyncSession, org_id: str) -> dict[str, str]:
+    """A digest of every row of organization ``org_id``, table by table (every table with an
+    organization column, and the organization itself)."""
+    from tidings.core.orm import Base
+
+    digests: dict[str, str] = {}
+    for table in Base.metadata.sorted_tables:
+        if table.name == "organization":
+            column = table.c.id
+        else:
+            column = table.c.get("organization_id")
+            if column is None:
+                column = table.c.get("org_id")
+        if column is None:
+            continue
+        digests[table.name] = (
+            await db.execute(
+                text(
+                    f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
+                    f'FROM "{table.name}" t WHERE "{column.name}" = :org'
+                ),
+                {"org": org_id},
+            )
+        ).scalar_one()
+    return digests
+
+
 async def test_every_route_hides_other_organizations(
     app: FastAPI, client: httpx.AsyncClient, db: AsyncSession, tenant: Tenant, other_tenant: Tenant
 ) -> None:
     checker = IsolationChecker(app, client, db, tenant, other_tenant)
     await checker.prepare()
     assert any(r.params for r in checker.routes), "no route with an id found: is the walk broken?"
+    before = await tenant_digest(db, tenant.org_id)
     failures = (
         await checker.check_routes_with_ids()
         + await checker.check_routes_without_ids()
         + await checker.check_lists_do_not_leak()
     )
     assert not failures, "tenant isolation failures:\n" + "\n".join(failures)
+    # Refused is not enough: nothing of A may have changed on the way (a write before the
+    # ownership check, a soft delete answered 404).
+    after = await tenant_digest(db, tenant.org_id)
+    changed = sorted(name for name in before if before[name] != after[name])
+    assert not changed, f"organization B's calls changed organization A's rows in {changed}"
 
 
 # --- the checker checks itself -----------------------------------------------------------
@@ -367,6 +402,31 @@ async def test_a_leaky_route_is_caught(
         lists = await checker.check_lists_do_not_leak()
     assert any("/api/orgs/{org_id}/leaky" in f and "got 200" in f for f in by_id)
     assert any("/api/leaky-list" in f and tenant.org_id in f for f in lists)
+
+
+async def test_a_write_answered_404_is_caught(
+    test_database: Any, db: AsyncSession, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    from tidings.orgs.models import Organization
+
+    router = APIRouter()
+
+    # Changes the row first and only then says it is not there.
+    @router.post("/api/orgs/{org_id}/sneaky")
+    async def sneaky(org_id: str, caller: Member, session: DbSession) -> JSONResponse:
+        org = await session.get(Organization, org_id)
+        if org is not None:
+            org.description = "touched by someone else"
+        return JSONResponse({"error": "not_found"}, status_code=404)
+
+    app = _app_with(test_database, router)
+    async with asgi_client(app) as client:
+        checker = IsolationChecker(app, client, db, tenant, other_tenant)
+        await checker.prepare()
+        before = await tenant_digest(db, tenant.org_id)
+        await checker.check_routes_with_ids()
+        after = await tenant_digest(db, tenant.org_id)
+    assert [name for name in before if before[name] != after[name]] == ["organization"]
 
 
 def test_routes_are_found_with_their_authentication(app: FastAPI) -> None:
