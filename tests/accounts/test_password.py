@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tests.accounts.helpers import PASSWORD, bearer, capture_mail, login, mailed_tokens, register
 from tests.conftest import TransactionalDatabase, asgi_client, build_app
 from tidings.accounts import service
+from tidings.accounts.mailer import Mail, set_mailer
 from tidings.accounts.models import User
 from tidings.config import Settings
 
@@ -160,6 +162,63 @@ async def test_reset_reveals_nothing_about_unknown_emails(
     assert mailed_tokens(caplog, "/reset-password") == []
     bad = await client.post("/api/auth/password-reset", json={"email": "nope"})
     assert bad.status_code == 422 and bad.json()["field"] == "email"
+
+
+class _SlowMailer:
+    """A mail server that takes its time, recording when each message went out."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    async def send(self, mail: Mail) -> None:
+        await asyncio.sleep(0.2)
+        self.events.append(f"mailed {mail.to}")
+
+
+async def test_reset_answers_before_mailing(app: Any, client: httpx.AsyncClient) -> None:
+    # How long the answer takes must not tell whether the email has an account: the mail
+    # (seconds with a slow SMTP server) goes out after the answer is sent.
+    await register(client, "slow@example.com")
+    events: list[str] = []
+
+    async def call(email: str) -> None:
+        body = json.dumps({"email": email}).encode()
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/api/auth/password-reset",
+            "raw_path": b"/api/auth/password-reset",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
+            "client": ("127.0.0.1", 50001),
+            "server": ("testserver", 80),
+        }
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                await asyncio.sleep(3600)
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                events.append(f"answered {message['status']}")
+
+        await app(scope, receive, send)
+
+    set_mailer(_SlowMailer(events))
+    try:
+        await call("slow@example.com")
+        await call("nobody@example.com")
+    finally:
+        set_mailer(None)
+    assert events == ["answered 202", "mailed slow@example.com", "answered 202"]
 
 
 async def test_reset_is_rate_limited(client: httpx.AsyncClient) -> None:

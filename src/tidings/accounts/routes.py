@@ -9,7 +9,7 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 import httpx
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
 from tidings.accounts import limits, oauth, service
@@ -27,6 +27,7 @@ from tidings.accounts.auth import (
     set_org_cookie,
     set_session_cookie,
 )
+from tidings.accounts.mailer import send_mail
 from tidings.accounts.models import User
 from tidings.accounts.schemas import (
     AdminOrgList,
@@ -164,13 +165,16 @@ async def change_password(
 
 @router.post("/auth/password-reset", status_code=status.HTTP_202_ACCEPTED)
 async def request_password_reset(
-    body: PasswordResetIn, request: Request, db: DbSession
+    body: PasswordResetIn, request: Request, db: DbSession, background: BackgroundTasks
 ) -> dict[str, str]:
-    """Email a reset link if an account has this email (the answer is the same either way)."""
+    """Email a reset link if an account has this email (the answer is the same either way,
+    and as fast: the mail goes out after the answer)."""
     database = _database(request)
     await limits.check(database, "password reset", "ip", client_ip(request), limits.RESET_PER_IP)
     await limits.check(database, "password reset", "account", body.email, limits.RESET_PER_ACCOUNT)
-    await service.request_password_reset(db, _settings(request), body.email)
+    mail = await service.request_password_reset(db, _settings(request), body.email)
+    if mail is not None:
+        background.add_task(send_mail, mail, _settings(request))
     return {"message": "if an account uses this email, a reset link is on its way"}
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts import links
-from tidings.accounts.mailer import Mail, send_mail
+from tidings.accounts.mailer import Mail
 from tidings.accounts.models import User, UserSession
 from tidings.accounts.passwords import (
     hash_password,
@@ -265,26 +265,29 @@ def password_reset_token(user: User) -> str:
     )
 
 
-async def request_password_reset(session: AsyncSession, settings: Settings, email: str) -> None:
-    """Email a reset link when a LOCAL account with a password has this email; silently do
-    nothing otherwise (the answer must not reveal who has an account)."""
+async def request_password_reset(
+    session: AsyncSession, settings: Settings, email: str
+) -> Mail | None:
+    """The reset mail to send when a LOCAL account with a password has this email; None
+    otherwise (the answer must not reveal who has an account).
+
+    The caller sends it (:func:`~tidings.accounts.mailer.send_mail`) after answering: a mail
+    server taking seconds would otherwise tell, by the time the answer takes, who has one.
+    """
     user = await find_user_by_email(session, email)
     if user is None or user.password is None or not user.activated:
         logger.info("password reset asked for an email without a local account")
-        return
+        return None
     link = links.public_link(settings, "/reset-password", password_reset_token(user))
     minutes = settings.password_reset_ttl_minutes
-    await send_mail(
-        Mail(
-            to=user.email,
-            subject="Reset your Tidings password",
-            text=(
-                "Someone (hopefully you) asked to reset the password of your Tidings account.\n\n"
-                f"Choose a new password here (the link works once, for {minutes} minutes):\n"
-                f"{link}\n\nIf you did not ask for this, ignore this message."
-            ),
+    return Mail(
+        to=user.email,
+        subject="Reset your Tidings password",
+        text=(
+            "Someone (hopefully you) asked to reset the password of your Tidings account.\n\n"
+            f"Choose a new password here (the link works once, for {minutes} minutes):\n"
+            f"{link}\n\nIf you did not ask for this, ignore this message."
         ),
-        settings,
     )
 
 
