@@ -389,6 +389,8 @@ async def main() -> None:
     # As a production deployment would: with the key in the environment (a generated key is
     # read back from the data dir on every encryption and decryption).
     os.environ.setdefault("TIDINGS_SECRET_KEY", "bench-publish-secret-key")
+    # The provider is a loopback server: allowed the way a LAN setup allows its own instance.
+    os.environ.setdefault("TIDINGS_ALLOW_PRIVATE_URLS", "true")
     server_url = os.environ.get("TIDINGS_DATABASE_URL")
     if server_url:
         server_url = to_libpq_url(server_url)

@@ -44,7 +44,10 @@ def main() -> None:
     parser.add_argument("--polling", type=float, default=0.5)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="worker %(process)d %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if os.environ.get("BENCH_DEBUG") else logging.WARNING,
+        format="worker %(process)d %(message)s",
+    )
     if args.uvloop:
         import uvloop
 

@@ -167,12 +167,23 @@ _CLAIM = text(
         SELECT w.channel, w.prefer
         FROM unnest(CAST(:channels AS text[]), CAST(:prefer AS text[])) AS w(channel, prefer)
     ), next AS (
+        -- The preferred post if it is ready, else the channel's first ready post (an index
+        -- scan in publish order that stops at the first row it can lock).
         SELECT n.* FROM wanted w CROSS JOIN LATERAL (
-            SELECT p.id, p.organization_id, p.integration_id, p.publish_date FROM post p
-            WHERE p.integration_id = w.channel AND __READY__
-            ORDER BY (p.id = w.prefer) DESC, p.publish_date, p.id
+            SELECT * FROM (
+                SELECT p.id, p.organization_id, p.integration_id, p.publish_date FROM post p
+                WHERE p.id = w.prefer AND p.integration_id = w.channel AND __READY__
+                FOR UPDATE OF p SKIP LOCKED
+            ) preferred
+            UNION ALL
+            SELECT * FROM (
+                SELECT p.id, p.organization_id, p.integration_id, p.publish_date FROM post p
+                WHERE p.integration_id = w.channel AND __READY__
+                ORDER BY p.publish_date, p.id
+                LIMIT 1
+                FOR UPDATE OF p SKIP LOCKED
+            ) first_ready
             LIMIT 1
-            FOR UPDATE OF p SKIP LOCKED
         ) n
     ), attempt AS (
         INSERT INTO post_attempt (id, post_id, organization_id, integration_id, attempt,
@@ -185,10 +196,13 @@ _CLAIM = text(
         ON CONFLICT DO NOTHING
         RETURNING id, post_id, attempt, started_at
     ), dropped AS (
-        DELETE FROM procrastinate_jobs j USING attempt a JOIN next n ON n.id = a.post_id
+        -- ANY(ARRAY(...)) so that the unique index on waiting jobs' queueing locks is used.
+        DELETE FROM procrastinate_jobs j
         WHERE j.status = 'todo'
-          AND j.queueing_lock = 'publish:' || n.id || ':'
-              || (extract(epoch FROM n.publish_date) * 1000000)::bigint::text
+          AND j.queueing_lock = ANY (ARRAY(
+              SELECT 'publish:' || n.id || ':'
+                     || (extract(epoch FROM n.publish_date) * 1000000)::bigint::text
+              FROM attempt a JOIN next n ON n.id = a.post_id))
         RETURNING j.id
     )
     SELECT id, post_id, attempt, started_at FROM attempt
