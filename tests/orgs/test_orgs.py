@@ -12,8 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tests.accounts.helpers import bearer
 from tests.conftest import Tenant, TransactionalDatabase, asgi_client
 from tidings.accounts.auth import ApiKeyOrg
+from tidings.accounts.models import User
+from tidings.accounts.service import open_session
+from tidings.accounts.sessions import create_session
+from tidings.core.enums import Provider, Role
 from tidings.core.errors import install_error_handlers
-from tidings.orgs.models import Organization
+from tidings.orgs.models import Organization, UserOrganization
 
 
 async def test_create_list_get_and_rename(client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -110,6 +114,33 @@ async def test_switch_current_organization(client: httpx.AsyncClient, tenant: Te
     assert (await client.get("/api/orgs/current", headers=header)).json()["id"] == tenant.org_id
     client.cookies.set("tidings_org", tenant.org_id)
     assert (await client.get("/api/orgs/current", headers=auth)).json()["id"] == tenant.org_id
+
+
+async def test_without_a_chosen_organization_me_and_requests_agree(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    # Two memberships made in one transaction share created_at; the organization a request
+    # acts in, the one a new session starts in and the one /api/me calls current must be
+    # the same one all the same.
+    user = User(email="two.orgs@example.com", provider_name=Provider.LOCAL)
+    db.add(user)
+    await db.flush()
+    for org_id, membership_id in (("org-zz", "membership-1"), ("org-aa", "membership-2")):
+        db.add(Organization(id=org_id, name=org_id))
+        await db.flush()
+        db.add(
+            UserOrganization(
+                id=membership_id, user_id=user.id, organization_id=org_id, role=Role.ADMIN
+            )
+        )
+        await db.flush()
+    token, _ = await create_session(db, user.id, organization_id=None)
+    signed = await open_session(db, user, ip=None, agent=None)
+    assert signed.session.organization_id == "org-aa"
+    for auth in (bearer(token), bearer(signed.token)):
+        me = (await client.get("/api/me", headers=auth)).json()
+        acting = (await client.get("/api/orgs/current", headers=auth)).json()
+        assert me["current_organization_id"] == acting["id"] == "org-aa"
 
 
 async def test_cannot_switch_to_or_act_in_a_foreign_organization(

@@ -108,7 +108,8 @@ async def _member(
     if wanted:
         stmt = stmt.where(UserOrganization.organization_id == wanted)
     else:
-        stmt = stmt.order_by(UserOrganization.created_at).limit(1)
+        # The same order as the user's list of organizations (``accounts.service.memberships``).
+        stmt = stmt.order_by(UserOrganization.created_at, UserOrganization.organization_id).limit(1)
     membership = (await db.execute(stmt)).scalars().first()
     if membership is None:
         if wanted:

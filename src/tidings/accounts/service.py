@@ -127,7 +127,8 @@ async def first_organization_id(session: AsyncSession, user_id: str) -> str | No
         await session.execute(
             select(UserOrganization.organization_id)
             .where(UserOrganization.user_id == user_id, UserOrganization.disabled.is_(False))
-            .order_by(UserOrganization.created_at, UserOrganization.id)
+            # The order of :func:`memberships`, so /api/me and requests agree on "current".
+            .order_by(UserOrganization.created_at, UserOrganization.organization_id)
             .limit(1)
         )
     ).scalar_one_or_none()
@@ -328,7 +329,7 @@ async def memberships(session: AsyncSession, user_id: str) -> list[tuple[Organiz
         select(Organization, UserOrganization.role)
         .join(UserOrganization, UserOrganization.organization_id == Organization.id)
         .where(UserOrganization.user_id == user_id, UserOrganization.disabled.is_(False))
-        .order_by(UserOrganization.created_at, Organization.id)
+        .order_by(UserOrganization.created_at, UserOrganization.organization_id)
     )
     return [(org, role) for org, role in rows]
 
