@@ -367,8 +367,19 @@ async def test_bad_input_names_the_field_and_changes_nothing(
             "instance_url",
         ),
     ]
+    for raw in ('{"preferences": {"k": NaN}}', '{"preferences": {"k": 1e400}}'):
+        json_headers = {"Content-Type": "application/json"}
+        cases.append(
+            (
+                "PATCH",
+                f"/api/channels/{channel.id}",
+                {"content": raw, "headers": json_headers},
+                "preferences",
+            )
+        )
     for method, path, kwargs, field in cases:
-        answer = await client.request(method, path, headers=tenant.headers, **kwargs)
+        headers = {**tenant.headers, **kwargs.pop("headers", {})}
+        answer = await client.request(method, path, headers=headers, **kwargs)
         assert answer.status_code in (400, 422), (method, path, kwargs, answer.text)
         assert answer.json().get("field") == field, (method, path, kwargs, answer.text)
     row = await db.get(Integration, channel.id, populate_existing=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -234,6 +235,9 @@ class ChannelUpdate(Strict):
             no_nul(key)
             if isinstance(item, str):
                 no_nul(item)
+            if isinstance(item, float) and not math.isfinite(item):
+                # JSON bodies may say NaN or 1e400; JSONB cannot hold them.
+                raise ValueError(f"{key} must be a finite number")
         return value
 
     @field_validator("picture")
