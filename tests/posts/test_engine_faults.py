@@ -29,6 +29,7 @@ from tidings.core.tenancy import OrgId
 from tidings.db import Database
 from tidings.posts import engine, service
 from tidings.posts.models import PostAttempt
+from tidings.posts.scheduling import ALARM_LEAD
 from tidings.posts.schemas import CreatePostsRequest
 
 pytestmark = pytest.mark.usefixtures("allow_private")
@@ -223,7 +224,7 @@ async def test_rescheduled_deleted_or_drafted_post_is_not_published_at_the_old_t
                 ),
                 {"p": groups[0][1]},
             )
-        assert waiting == moved_post.publish_date
+        assert waiting == moved_post.publish_date - ALARM_LEAD
 
 
 class CountingMastodon(FakeMastodon):

@@ -99,8 +99,10 @@ MAX_RETRIES = 5
 BACKOFF_BASE = 15.0  # seconds; doubled per retry
 BACKOFF_CAP = 30 * 60.0
 RETRY_AFTER_CAP = 6 * 3600.0
-#: The drain keeps running while the next due post is this close (seconds).
-LINGER = 2.0
+#: The drain keeps running while the next due post is this close (seconds): more than the
+#: publish job's lead (:data:`~tidings.posts.scheduling.ALARM_LEAD`), so a drain woken early
+#: waits for its post.
+LINGER = 6.0
 #: Longest sleep of a running drain between looks for due posts (seconds).
 POLL = 0.25
 #: A publish job handing its post to a running drain waits at most this long for the drain to

@@ -17,6 +17,10 @@ from tidings.core.jobs import defer_in_session
 from tidings.posts.timeplan import as_utc
 
 PUBLISH_TASK = "posts.publish"
+#: The publish job runs this long before the post's date: the job queue only polls for
+#: scheduled jobs every few seconds, so the engine is woken early and then waits for the exact
+#: second itself (it never claims a post before its date).
+ALARM_LEAD = timedelta(seconds=5)
 RECONCILE_TASK = "posts.reconcile"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -45,13 +49,14 @@ async def schedule_publish(
 ) -> int | None:
     """Defer the publish job of a QUEUE post (in the caller's transaction).
 
-    ``run_at`` (default: the publish date) is when the job runs: a retry after a transient
-    failure keeps the post's date but runs later. Returns None when that job is already waiting.
+    ``run_at`` (default: :data:`ALARM_LEAD` before the publish date) is when the job runs: a
+    retry after a transient failure keeps the post's date but runs later. Returns None when that
+    job is already waiting.
     """
     return await defer_in_session(
         session,
         PUBLISH_TASK,
-        schedule_at=as_utc(run_at or publish_date),
+        schedule_at=as_utc(run_at or publish_date - ALARM_LEAD),
         queueing_lock=alarm_lock(post_id, publish_date),
         post_id=post_id,
         at=epoch_us(publish_date),
