@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 with warnings.catch_warnings():
@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     """Every setting of Tidings; the environment variable is the field name prefixed TIDINGS_."""
 
     model_config = SettingsConfigDict(env_prefix="TIDINGS_", extra="ignore")
+    _secret_from_file: str | None = PrivateAttr(default=None)
 
     database_url: str | None = Field(
         default=None,
@@ -139,9 +140,17 @@ class Settings(BaseSettings):
         return self.data_dir
 
     def resolved_secret_key(self) -> str:
-        """The secret key: configured, else read from (or generated into) the data dir."""
+        """The secret key: configured, else read from (or generated into) the data dir.
+
+        Read once per Settings instance: every encryption asks for it.
+        """
         if self.secret_key:
             return self.secret_key
+        if self._secret_from_file is None:
+            self._secret_from_file = self._read_or_create_secret()
+        return self._secret_from_file
+
+    def _read_or_create_secret(self) -> str:
         path = self.ensure_data_dir() / "secret_key"
         if path.exists():
             return path.read_text().strip()

@@ -57,6 +57,15 @@ def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path / "data", secret_key="given").resolved_secret_key() == "given"
 
 
+def test_secret_key_file_is_read_once(tmp_path: Path) -> None:
+    """Every encryption asks for the key: it must not cost a file read each time."""
+    settings = Settings(data_dir=tmp_path, secret_key=None)
+    key = settings.resolved_secret_key()
+    (tmp_path / "secret_key").unlink()
+    assert settings.resolved_secret_key() == key
+    assert not (tmp_path / "secret_key").exists()
+
+
 def test_encryption_round_trip_and_tamper_detection() -> None:
     stored = crypto.encrypt("oauth-access-token")
     assert stored.startswith("enc:v1:") and "oauth-access-token" not in stored

@@ -26,6 +26,7 @@ class DecryptionError(ValueError):
     """A stored secret could not be decrypted (wrong secret key or tampered value)."""
 
 
+@lru_cache(maxsize=64)
 def derive_key(secret: str, purpose: str) -> bytes:
     """A 32-byte key for one purpose, derived from the instance secret."""
     return HKDF(
