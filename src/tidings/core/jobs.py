@@ -41,6 +41,9 @@ def _existing(modules: list[str]) -> list[str]:
 job_app = procrastinate.App(
     connector=procrastinate.PsycopgConnector(),
     import_paths=_existing(TASK_MODULES),
+    # New jobs wake workers through LISTEN/NOTIFY; jobs scheduled for later are found by
+    # polling, so a post due at 12:00:00 should not wait Procrastinate's default 5 s.
+    worker_defaults={"fetch_job_polling_interval": 1.0},
 )
 
 AlreadyEnqueued = procrastinate_exceptions.AlreadyEnqueued
