@@ -1,7 +1,7 @@
 """automation: the endpoint a connector owns (webhooks.third_party_id), auto_post.primed
 
 Revision ID: db74c25e45e9
-Revises: 0001
+Revises: ec1a8d2e67a3
 Create Date: 2026-11-25 10:53:43.710309
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "db74c25e45e9"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "ec1a8d2e67a3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """posts engine lease, retry and recurrence columns
 
 Revision ID: affbfef4aed6
-Revises: 0001
+Revises: ff9b6980d100
 Create Date: 2026-11-25 11:02:24.953099
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = "affbfef4aed6"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "ff9b6980d100"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
