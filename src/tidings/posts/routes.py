@@ -8,18 +8,17 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from sqlalchemy import select
 
 from tidings.accounts.auth import DbSession, Member
 from tidings.core.enums import CreationMethod, State
 from tidings.core.errors import BadRequest
-from tidings.core.tenancy import OrgId, owned_by
+from tidings.posts import attempts as attempts_service
 from tidings.posts import comments as comments_service
 from tidings.posts import service
 from tidings.posts import sets as sets_service
 from tidings.posts import signatures as signatures_service
 from tidings.posts import tags as tags_service
-from tidings.posts.models import Comments, PostAttempt, Sets, Signatures
+from tidings.posts.models import Comments, Sets, Signatures
 from tidings.posts.schemas import (
     ApiModel,
     CommentIn,
@@ -372,12 +371,7 @@ async def set_release_id(
 @router.get("/{post_id}/attempts", response_model=list[AttemptOut])
 async def list_attempts(post_id: str, caller: Member, session: DbSession) -> list[AttemptOut]:
     """The post's publish attempts (the engine's audit trail), oldest first."""
-    await service.get_post(session, caller.organization_id, post_id)
-    rows = await session.execute(
-        select(PostAttempt)
-        .where(owned_by(PostAttempt, OrgId(caller.organization_id)), PostAttempt.post_id == post_id)
-        .order_by(PostAttempt.attempt)
-    )
+    rows = await attempts_service.list_attempts(session, caller.organization_id, post_id)
     return [
         AttemptOut(
             attempt=a.attempt,
@@ -390,7 +384,7 @@ async def list_attempts(post_id: str, caller: Member, session: DbSession) -> lis
             retry_at=a.retry_at,
             duration_ms=a.duration_ms,
         )
-        for a in rows.scalars()
+        for a in rows
     ]
 
 
