@@ -171,7 +171,7 @@ async def test_failed_post_shows_the_platform_message_and_the_badge_counts(
     from tidings.core.tenancy import OrgId
     from tidings.notifications.service import notify
     from tidings.posts import service as posts_service
-    from tidings.posts.models import Post
+    from tidings.posts.models import Post, PostAttempt
     from tidings.posts.schemas import CreatePostsRequest
 
     channel = Integration(
@@ -201,6 +201,18 @@ async def test_failed_post_shows_the_platform_message_and_the_badge_counts(
     await db.execute(
         update(Post).where(Post.id == post_id).values(state=State.ERROR, error=message)
     )
+    db.add(
+        PostAttempt(
+            post_id=post_id,
+            organization_id=tenant.org_id,
+            integration_id=channel.id,
+            attempt=1,
+            finished_at=datetime.now(UTC),
+            outcome="error",
+            status_code=422,
+            response_excerpt='{"error": "Text character limit of 500 exceeded"}',
+        )
+    )
     await notify(db, tenant.org_id, "A post failed on Masto Max", link=f"/posts/{post_id}")
     # One transaction has one clock: read "before" the notification explicitly.
     await db.execute(
@@ -222,6 +234,10 @@ async def test_failed_post_shows_the_platform_message_and_the_badge_counts(
     page = await client.get(f"/posts/{post_id}")
     assert page.status_code == 200
     assert "Mastodon said:</strong> " + message in page.text
+    # The attempts (through the posts service), with the platform's answer escaped.
+    assert "1 publish attempt</summary>" in page.text
+    assert "<td>422</td>" in page.text
+    assert "{&#34;error&#34;: &#34;Text character limit of 500 exceeded&#34;}" in page.text
 
     notes = await client.get("/notifications")
     assert "A post failed on Masto Max" in notes.text and f'href="/posts/{post_id}"' in notes.text

@@ -13,8 +13,8 @@ from tidings.channels import service as channels_service
 from tidings.core.errors import NotFound
 from tidings.core.tenancy import OrgId
 from tidings.orgs import service as orgs_service
+from tidings.posts import attempts as attempts_service
 from tidings.posts import comments as comments_service
-from tidings.posts import routes as posts_routes
 from tidings.posts import service as posts_service
 from tidings.posts import sets as sets_service
 from tidings.posts import signatures as signatures_service
@@ -129,7 +129,7 @@ async def post_page(request: Request, page: Page, db: DbSession, post_id: str) -
     attempts = {}
     for thread in group.posts:
         for part in thread.value:
-            attempts[part.id] = await posts_routes.list_attempts(part.id, page.caller, db)
+            attempts[part.id] = await attempts_service.list_attempts(db, org_id, part.id)
     comments = await comments_service.list_comments(db, org_id, post_id)
     authors = {
         user.id: user.name or user.email for _, user in await orgs_service.list_members(db, org_id)

@@ -20,6 +20,9 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+# accounts.auth has no public "member of this request" function yet; ``_member`` is the one the
+# ``Member`` dependency runs (media's upload dependency reuses it too), so pages and the API
+# agree on which organization a request acts in.
 from tidings.accounts.auth import ORG_COOKIE, SESSION_COOKIE, Caller, DbSession, _member
 from tidings.accounts.models import User
 from tidings.accounts.service import memberships
