@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import httpx
+from markupsafe import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.conftest import Tenant
@@ -299,3 +300,39 @@ async def test_a_failed_oauth_return_lands_on_a_page(
     # API clients still get the JSON answer.
     api = await client.get("/api/channels/mastodon/callback?error=access_denied")
     assert api.status_code == 400 and api.json()["field"] == "code"
+
+
+async def test_a_failed_oauth_sign_in_explains_itself(client: httpx.AsyncClient) -> None:
+    from tidings.web.auth_pages import SIGN_IN_ERRORS, SIGN_IN_FAILED
+
+    # The accounts callback sends a browser with an unknown state back to the sign-in page ...
+    back = await client.get("/api/auth/oauth/github/callback?state=never-issued&code=c")
+    assert back.status_code == 303 and back.headers["location"] == "/login?error=invalid_state"
+    page = await client.get(back.headers["location"])
+    assert page.status_code == 200
+    assert 'id="sign-in-error"' in page.text and "link expired" in page.text
+    # ... and every code the callback may send has its own human message.
+    codes = (
+        "invalid_state",
+        "sign_in_refused",
+        "invalid_code",
+        "email_not_verified",
+        "email_taken",
+        "registration_disabled",
+        "account_disabled",
+        "upstream_error",
+    )
+    assert set(SIGN_IN_ERRORS) == set(codes)
+    for code in codes:
+        shown = await client.get(f"/login?error={code}")
+        assert shown.status_code == 200, code
+        assert str(escape(SIGN_IN_ERRORS[code])) in shown.text, code
+        assert SIGN_IN_FAILED not in shown.text
+    # An unknown code gets the generic message; the parameter itself never reaches the page.
+    hostile = "<script>alert(1)</script>" + "x" * 2000
+    unknown = await client.get("/login", params={"error": hostile})
+    assert unknown.status_code == 200
+    assert SIGN_IN_FAILED in unknown.text
+    assert "alert(1)" not in unknown.text and "&lt;script" not in unknown.text
+    plain = await client.get("/login")
+    assert 'id="sign-in-error"' not in plain.text

@@ -42,6 +42,36 @@ def _providers(request: Request, next_path: str) -> list[dict[str, str]]:
     ]
 
 
+#: What a failed OAuth sign-in (``/login?error=<code>``, set by the accounts callback) means
+#: for the person who tried, by code.
+SIGN_IN_ERRORS = {
+    "invalid_state": "That sign-in link expired or was opened in another browser. "
+    "Please start again from this page.",
+    "sign_in_refused": "The sign-in was cancelled or refused at the provider. "
+    "Try again, or sign in with your email and password.",
+    "invalid_code": "The provider's answer could not be verified (it may have expired "
+    "or been used already). Please try again.",
+    "email_not_verified": "The provider did not share a verified email address. Verify your "
+    "email there first, or sign in with your email and password.",
+    "email_taken": "Another account at that provider already uses this email address. "
+    "Sign in with that account instead.",
+    "registration_disabled": "This server does not accept new accounts. "
+    "Ask an administrator of your organization for an invitation.",
+    "account_disabled": "This account is disabled. Contact the administrator of this server.",
+    "upstream_error": "The sign-in provider could not be reached or answered with an error. "
+    "Please try again in a moment.",
+}
+SIGN_IN_FAILED = "Signing in did not work. Please try again."
+
+
+def sign_in_error(code: str | None) -> str | None:
+    """The message for a failed sign-in's ``error`` code: the generic one for a code we do
+    not know (the parameter itself is never shown)."""
+    if code is None:
+        return None
+    return SIGN_IN_ERRORS.get(code, SIGN_IN_FAILED)
+
+
 def _redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
@@ -65,6 +95,8 @@ async def login_page(request: Request, db: DbSession, next: NextPath = None) -> 
     notice = None
     if request.query_params.get("reset"):
         notice = "Your password was changed. Sign in with the new one."
+    # Read as is (no length rule): a page must not answer a 422 to a mangled link.
+    error = sign_in_error(request.query_params.get("error"))
     return render(
         request,
         "auth/login.html",
@@ -72,6 +104,7 @@ async def login_page(request: Request, db: DbSession, next: NextPath = None) -> 
         providers=_providers(request, target),
         registration_open=await registration_open(db, _settings(request)),
         notice=notice,
+        error=error,
     )
 
 
