@@ -336,3 +336,70 @@ async def test_a_failed_oauth_sign_in_explains_itself(client: httpx.AsyncClient)
     assert "alert(1)" not in unknown.text and "&lt;script" not in unknown.text
     plain = await client.get("/login")
     assert 'id="sign-in-error"' not in plain.text
+
+
+async def _add_user_member(database: Any, tenant: Tenant) -> Tenant:
+    """A signed-in USER (not admin) of ``tenant``'s organization."""
+    from tidings.accounts.service import create_local_user
+    from tidings.accounts.sessions import create_session
+    from tidings.core.enums import Role
+    from tidings.orgs.models import UserOrganization
+
+    email = "writer@example.com"
+    async with database.session() as session:
+        user = await create_local_user(session, email=email, password="correct horse battery")
+        session.add(
+            UserOrganization(user_id=user.id, organization_id=tenant.org_id, role=Role.USER)
+        )
+        await session.flush()
+        token, _ = await create_session(session, user.id, organization_id=tenant.org_id)
+    return Tenant(user.id, email, "correct horse battery", tenant.org_id, token)
+
+
+async def test_members_see_channels_but_only_admins_manage_them(
+    client: httpx.AsyncClient, tenant: Tenant, test_database: Any, db: AsyncSession
+) -> None:
+    channel = Integration(
+        organization_id=tenant.org_id,
+        internal_id="w-1",
+        name="Team Masto",
+        provider_identifier="mastodon",
+        type="social",
+        token="t",
+        posting_times=[{"time": 540}],
+    )
+    db.add(channel)
+    await db.flush()
+    manage = (
+        'id="connect-channel"',
+        'id="connect-dialog"',
+        f'data-open-dialog="prefs-{channel.id}"',
+        f'data-api-action="/api/channels/{channel.id}"',
+        f'id="prefs-{channel.id}"',
+    )
+
+    await _sign_in_cookie(client, tenant)
+    admin_page = await client.get("/channels")
+    assert all(control in admin_page.text for control in manage)
+    assert 'id="admins-manage"' not in admin_page.text
+
+    member = await _add_user_member(test_database, tenant)
+    client.cookies.set("tidings_session", member.token)
+    page = await client.get("/channels")
+    assert page.status_code == 200
+    # Read access stays: the channel, its status and posting times.
+    assert "Team Masto" in page.text
+    assert "Active" in page.text and "Posting times:" in page.text
+    for control in manage:
+        assert control not in page.text, control
+    assert 'id="admins-manage"' in page.text and "Only admins of Org A" in page.text
+    # The note is true: the API refuses a member's change.
+    token = _csrf(page.text)
+    refused = await client.patch(
+        f"/api/channels/{channel.id}", json={"disabled": True}, headers={"X-CSRF-Token": token}
+    )
+    assert refused.status_code == 403
+    # Members still write posts: the composer lists the channel.
+    compose = await client.get("/compose")
+    assert compose.status_code == 200 and "Team Masto" in compose.text
+    assert f'value="{channel.id}"' in compose.text
