@@ -13,35 +13,23 @@ The consent screen is skipped: ``/authorize`` approves at once for ``profile`` (
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import secrets
-import socket
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlencode
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from tests.loopback import LoopbackServer
+
 CLIENT_ID = "tidings-client"
 CLIENT_SECRET = "tidings-secret"
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.stop = asyncio.Event()
-
-    async def main_loop(self) -> None:
-        await self.on_tick(0)
-        await self.stop.wait()
 
 
 @dataclass
@@ -179,21 +167,8 @@ class IdentityProvider:
                 Route("/user/emails", self._github_emails),
             ]
         )
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        port = self._sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none"
-        )
-        self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
-        for _ in range(500):
-            if self._server.started:
-                break
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        self.base_url = f"http://127.0.0.1:{port}"
+        self._server = LoopbackServer(app)
+        self.base_url = await self._server.start()
         return self
 
     async def __aexit__(
@@ -202,8 +177,4 @@ class IdentityProvider:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._server.should_exit = True
-        self._server.stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._sock.close()
+        await self._server.stop()

@@ -1,6 +1,7 @@
 """Loopback servers and a real job worker for the automation tests.
 
-- :class:`Loopback`: a Starlette app under uvicorn on 127.0.0.1 (free port), in the test's loop.
+- :class:`Loopback`: a Starlette app on 127.0.0.1 (free port), in the test's loop
+  (:class:`tests.loopback.LoopbackServer`).
 - :class:`Receiver`: webhook endpoints ``/hook/<name>`` that check every request with the
   ``standardwebhooks`` package (an implementation independent of ours) and answer as scripted:
   a list of status codes to give first, or never answer at all.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,23 +21,13 @@ from types import TracebackType
 from typing import Any, Self
 
 import standardwebhooks
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.loopback import LoopbackServer
 from tidings.db import Database
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.stop = asyncio.Event()
-
-    async def main_loop(self) -> None:
-        await self.on_tick(0)
-        await self.stop.wait()
 
 
 class Loopback:
@@ -46,8 +36,7 @@ class Loopback:
     def __init__(self) -> None:
         self.base_url = ""
         self.release = asyncio.Event()  # set at exit: hanging handlers give up
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: LoopbackServer | None = None
 
     def routes(self) -> list[Route]:
         raise NotImplementedError
@@ -58,30 +47,8 @@ class Loopback:
         return Response(status_code=504)
 
     async def __aenter__(self) -> Self:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._sock = sock
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            Starlette(routes=self.routes()),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            ws="none",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        for _ in range(500):
-            if self._server.started:
-                break
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        self.base_url = f"http://127.0.0.1:{port}"
+        self._server = LoopbackServer(Starlette(routes=self.routes()))
+        self.base_url = await self._server.start()
         return self
 
     async def __aexit__(
@@ -92,12 +59,7 @@ class Loopback:
     ) -> None:
         self.release.set()
         if self._server is not None:
-            self._server.should_exit = True
-            self._server.stop.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._sock.close()
+            await self._server.stop()
 
 
 @dataclass

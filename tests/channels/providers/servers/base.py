@@ -1,9 +1,9 @@
 """A loopback HTTP server that plays a social platform in tests.
 
-``FakePlatform`` runs a Starlette app under uvicorn on 127.0.0.1 with a free port, inside the
-test's event loop. Every request is recorded (:class:`RecordedRequest`) before any handler runs,
-and faults can be scripted per route: an error answer (``fail``), a read-then-never-answer
-(``hang``) or a slow answer (``delay``)::
+``FakePlatform`` runs a Starlette app on 127.0.0.1 with a free port, inside the test's event
+loop (:class:`tests.loopback.LoopbackServer`). Every request is recorded
+(:class:`RecordedRequest`) before any handler runs, and faults can be scripted per route: an
+error answer (``fail``), a read-then-never-answer (``hang``) or a slow answer (``delay``)::
 
     async with FakeBluesky() as pds:
         pds.fail("POST", "/xrpc/com.atproto.repo.createRecord", 429, headers={"Retry-After": "7"})
@@ -17,21 +17,20 @@ a handler takes the RecordedRequest (with ``path_params``) and returns a Starlet
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.loopback import LoopbackServer
 
 
 @dataclass
@@ -89,18 +88,6 @@ def _path_regex(path: str) -> re.Pattern[str]:
     return re.compile(f"^{pattern}$")
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, stopped by an event instead of its 0.1 s polling loop (fast test teardown)."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.stop = asyncio.Event()
-
-    async def main_loop(self) -> None:
-        await self.on_tick(0)  # sets the default headers (date, server)
-        await self.stop.wait()
-
-
 class FakePlatform:
     """Base of the fake platforms; use as ``async with Fake() as server``."""
 
@@ -109,8 +96,7 @@ class FakePlatform:
         self._faults: list[Fault] = []
         self._routes: list[Route] = []
         self._release = asyncio.Event()
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: LoopbackServer | None = None
         self.base_url = ""
         self.setup_routes()
 
@@ -232,32 +218,8 @@ class FakePlatform:
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        app = Starlette(routes=self._routes)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted sockets inherit TCP_NODELAY: no 40 ms Nagle/delayed-ACK stall per answer.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            ws="none",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = _Server(config)
-        self._sock = sock
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        for _ in range(500):
-            if self._server.started:
-                break
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        self.base_url = f"http://127.0.0.1:{port}"
+        self._server = LoopbackServer(Starlette(routes=self._routes))
+        self.base_url = await self._server.start()
         return self
 
     async def __aexit__(
@@ -268,9 +230,4 @@ class FakePlatform:
     ) -> None:
         self._release.set()
         if self._server is not None:
-            self._server.should_exit = True
-            self._server.stop.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._sock.close()
+            await self._server.stop()
