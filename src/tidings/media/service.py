@@ -12,17 +12,26 @@ served, until no such post does (published, changed or deleted), so deleting fro
 never makes a scheduled post fail.
 
 Functions for other domains: :func:`upload_stream` / :func:`upload_from_url` (the Public API's
-``/upload`` and ``/upload-from-url``) and :func:`media_items_for` (the publishing engine).
+``/upload`` and ``/upload-from-url``) and :func:`media_items_for` / :func:`media_items_for_posts`
+(the publishing engine).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import mimetypes
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +48,7 @@ from tidings.channels.providers.base import MediaItem
 from tidings.core.enums import State
 from tidings.core.errors import BadRequest, Conflict, NotFound
 from tidings.core.jobs import defer_in_session
-from tidings.core.tenancy import OrgId, get_owned, owned_by, select_owned
+from tidings.core.tenancy import OrgId, get_owned, owned_by
 from tidings.db import Database
 from tidings.media.deps import MediaEnv, media_env, request_media_env
 from tidings.media.errors import MultipartError, StorageUnavailable
@@ -481,9 +490,37 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _reader(storage: Storage, key: str) -> Callable[[], Awaitable[bytes]]:
+async def collect_bytes(chunks: AsyncIterable[bytes], size: int | None = None) -> bytes:
+    """The chunks as one ``bytes``, held once: they are written into a buffer reserved at
+    ``size`` (a wrong hint only costs a resize) and the buffer's own bytes object is returned,
+    so memory peaks at the whole plus a chunk -- never at two copies, as joining a list of
+    chunks would."""
+    buffer = io.BytesIO()
+    if size:
+        # Reserve everything in one allocation (BytesIO sizes its buffer exactly on a large
+        # first write) so that it does not grow by copying as the chunks arrive.
+        buffer.seek(size - 1)
+        buffer.write(b"\0")
+        buffer.seek(0)
+    written = 0
+    async for chunk in chunks:
+        buffer.write(chunk)
+        written += len(chunk)
+    buffer.truncate(written)
+    # getvalue() hands out the buffer's bytes object itself (no copy) when nothing else
+    # references the buffer.
+    return buffer.getvalue()
+
+
+async def read_whole(storage: Storage, key: str, size: int | None = None) -> bytes:
+    """A stored object as one ``bytes`` held once (see :func:`collect_bytes`); ``size``: its
+    recorded size."""
+    return await collect_bytes(storage.open_stream(key), size)
+
+
+def _reader(storage: Storage, key: str, size: int | None = None) -> Callable[[], Awaitable[bytes]]:
     async def read() -> bytes:
-        return await storage.read_bytes(key)
+        return await read_whole(storage, key, size)
 
     return read
 
@@ -501,7 +538,11 @@ def _item_from_row(ref: Mapping[str, Any], media: Media, env: MediaEnv) -> Media
         height=media.height,
         size=media.file_size or None,
         thumbnail_url=thumbnail or _text(ref.get("thumbnail")),
-        read=_reader(env.storage, media.storage_key) if media.storage_key else None,
+        read=(
+            _reader(env.storage, media.storage_key, media.file_size or None)
+            if media.storage_key
+            else None
+        ),
         read_thumbnail=_reader(env.storage, media.thumbnail_key) if media.thumbnail_key else None,
     )
 
@@ -534,25 +575,55 @@ async def media_items_for(
     organization's id, bytes already purged) has ``read=None``: the provider downloads
     ``url``. Entries without a usable path are skipped.
     """
-    env = env or media_env()
-    refs = _refs(image_json)
-    ids = {str(ref["id"]) for ref in refs if _text(ref.get("id"))}
-    ids = {i for i in ids if len(i) <= _MAX_ID_LENGTH and "\x00" not in i}
-    paths = {p for ref in refs if (p := _text(ref.get("path"))) and "\x00" not in p}
-    rows: list[Media] = []
-    if ids or paths:
-        stmt = select_owned(Media, org_id).where(
-            or_(Media.id.in_(sorted(ids)), Media.path.in_(sorted(paths)))
-        )
-        rows = list((await session.execute(stmt.execution_options(include_deleted=True))).scalars())
-    by_id = {row.id: row for row in rows}
-    by_path = {row.path: row for row in rows}
-    items: list[MediaItem] = []
-    for ref in refs:
-        ref_id, path = _text(ref.get("id")), _text(ref.get("path"))
-        row = (by_id.get(ref_id) if ref_id else None) or (by_path.get(path) if path else None)
-        if row is not None:
-            items.append(_item_from_row(ref, row, env))
-        elif path is not None:
-            items.append(_item_from_ref(ref, path))
+    [items] = await media_items_for_posts(session, [(org_id, image_json)], env=env)
     return items
+
+
+async def media_items_for_posts(
+    session: AsyncSession,
+    posts: Sequence[tuple[OrgId, Any]],
+    *,
+    env: MediaEnv | None = None,
+) -> list[list[MediaItem]]:
+    """:func:`media_items_for` of many posts (``(organization, image JSON)`` pairs, possibly of
+    several organizations) in one statement; one list per post, in order. Each post's
+    references are matched only against its own organization's media."""
+    env = env or media_env()
+    parsed = [(org_id, _refs(image_json)) for org_id, image_json in posts]
+    wanted: dict[str, tuple[set[str], set[str]]] = {}
+    for org_id, refs in parsed:
+        ids, paths = wanted.setdefault(org_id, (set(), set()))
+        ids.update(
+            ref_id
+            for ref in refs
+            if (ref_id := _text(ref.get("id")))
+            and len(ref_id) <= _MAX_ID_LENGTH
+            and "\x00" not in ref_id
+        )
+        paths.update(p for ref in refs if (p := _text(ref.get("path"))) and "\x00" not in p)
+    conditions = [
+        owned_by(Media, OrgId(org_id))
+        & or_(Media.id.in_(sorted(ids)), Media.path.in_(sorted(paths)))
+        for org_id, (ids, paths) in wanted.items()
+        if ids or paths
+    ]
+    rows: list[Media] = []
+    if conditions:
+        stmt = select(Media).where(or_(*conditions))
+        rows = list((await session.execute(stmt.execution_options(include_deleted=True))).scalars())
+    by_id = {(row.organization_id, row.id): row for row in rows}
+    by_path = {(row.organization_id, row.path): row for row in rows}
+    out: list[list[MediaItem]] = []
+    for org_id, refs in parsed:
+        items: list[MediaItem] = []
+        for ref in refs:
+            ref_id, path = _text(ref.get("id")), _text(ref.get("path"))
+            row = (by_id.get((org_id, ref_id)) if ref_id else None) or (
+                by_path.get((org_id, path)) if path else None
+            )
+            if row is not None:
+                items.append(_item_from_row(ref, row, env))
+            elif path is not None:
+                items.append(_item_from_ref(ref, path))
+        out.append(items)
+    return out

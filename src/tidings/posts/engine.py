@@ -61,6 +61,7 @@ from tidings.channels.models import Integration
 from tidings.channels.providers import (
     BadBodyError,
     DisconnectedError,
+    MediaItem,
     PostPart,
     Provider,
     ProviderError,
@@ -81,7 +82,7 @@ from tidings.core.enums import State
 from tidings.core.ids import new_cuid
 from tidings.db import get_database
 from tidings.notifications.service import notify
-from tidings.posts.media import load_media_rows, media_items
+from tidings.posts.media import post_media, readable
 from tidings.posts.models import Errors, Post, TagsPosts
 from tidings.posts.scheduling import epoch_us, schedule_publish
 from tidings.posts.service import (
@@ -308,7 +309,8 @@ class Claim:
     integration: Integration
     parent: Parent | None
     references: dict[str, str | None] = field(default_factory=dict)
-    media_rows: dict[str, Any] = field(default_factory=dict)
+    # Resolved at claim time (one statement for the batch); :func:`readable` at publish time.
+    media: list[MediaItem] = field(default_factory=list)
 
 
 @dataclass
@@ -405,11 +407,14 @@ async def load_claims(
         claims.append(Claim(attempt_id, attempt, started_at, post, integration, parent))
     for claim in claims:
         await _load_extras(session, claim)
+    media = await post_media(session, [(c.post.organization_id, c.post.image) for c in claims])
+    for claim, items in zip(claims, media, strict=True):
+        claim.media = items
     return claims
 
 
 async def _load_extras(session: AsyncSession, claim: Claim) -> None:
-    """Release URLs of the posts the content refers to, and the media rows of its images."""
+    """Release URLs of the posts the content refers to."""
     post = claim.post
     wanted = set(POST_REFERENCE.findall(post.content))
     if wanted:
@@ -420,9 +425,6 @@ async def _load_extras(session: AsyncSession, claim: Claim) -> None:
         )
         for ref_id, url, state in rows:
             claim.references[ref_id] = url if state == State.PUBLISHED else None
-    ids = [str(ref["id"]) for ref in post.image or [] if isinstance(ref, dict) and ref.get("id")]
-    if ids:
-        claim.media_rows = dict(await load_media_rows(session, post.organization_id, ids))
 
 
 def _content_with_links(claim: Claim) -> str:
@@ -939,9 +941,7 @@ class Publisher:
             settings = provider.parse_settings(post.settings)
             part = PostPart(
                 content=_content_with_links(claim),
-                media=media_items(
-                    post.image or [], claim.media_rows, client=self.client(integration.id)
-                ),
+                media=readable(claim.media, self.client(integration.id)),
                 idempotency_key=post.id,
             )
         except ValueError as exc:
@@ -1236,7 +1236,7 @@ async def _orphan_outcome(publisher: Publisher, claim: Claim) -> Outcome:
         settings = provider.parse_settings(post.settings)
         part = PostPart(
             content=_content_with_links(claim),
-            media=media_items(post.image or [], claim.media_rows),
+            media=readable(claim.media, publisher.client(integration.id)),
             idempotency_key=post.id,
         )
     except (LookupError, ValueError, ProviderError):

@@ -1,130 +1,151 @@
-"""Media of posts as providers see them.
+"""Media of posts as providers see them: the engine's (and validation's) one entry point.
 
-A part's ``image`` JSON is ``[{"id", "path", "alt", ...}]`` (the Public API's shape): ``path`` is a
-public URL, ``id`` the organization's media row when known. :func:`media_items` turns it into
-:class:`MediaItem` objects; the media library may later replace the downloader with a read from
-its own storage -- this module is the one place to change.
+A part's ``image`` JSON is ``[{"id", "path", "alt", ...}]`` (the Public API's shape). The media
+library resolves it (:func:`tidings.media.service.media_items_for_posts`): a reference to the
+organization's own media -- by id, else by path, deleted from the library or not -- reads its
+bytes from storage, never over HTTP, so publishing does not depend on ``TIDINGS_PUBLIC_URL``
+being reachable from the worker. :func:`post_media` loads the items of many posts in one
+statement; :func:`readable` makes them ready to publish:
+
+- our own media: storage failures become provider errors the engine classifies (a file gone
+  from storage rejects the post, an unavailable storage is retried);
+- anything else (a URL from elsewhere, another organization's media, bytes already purged):
+  downloaded through the URL guard (these URLs are user-given; the provider's own fallback
+  download does not check them), size-capped.
+
+Memory: the provider interface is ``MediaItem.read() -> bytes``, so a file being uploaded is held
+in memory once, for the duration of that upload: storage reads and downloads fill one buffer
+reserved at the file's size and hand out that buffer itself (no second copy, no HTTP download of
+our own files). Nothing keeps it afterwards; streaming uploads would need the provider interface
+to take a stream.
 """
 
 from __future__ import annotations
 
-import mimetypes
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.channels.providers import BadBodyError, MediaItem, RetryableError
-from tidings.channels.providers.base import MediaType
 from tidings.config import get_settings
-from tidings.core.tenancy import OrgId, owned_by
+from tidings.core.tenancy import OrgId
 from tidings.core.urlguard import UnsafeURLError, guarded_request
-from tidings.media.models import Media
+from tidings.media.deps import MediaEnv
+from tidings.media.service import collect_bytes, media_items_for_posts
+from tidings.media.storage import ObjectNotFoundError, StorageError
+
+Reader = Callable[[], Awaitable[bytes]]
 
 
-def media_ids(parts: Iterable[Iterable[Mapping[str, Any]]]) -> set[str]:
-    """Every media id referenced by these parts' image lists."""
-    return {str(ref["id"]) for refs in parts for ref in refs if ref.get("id")}
-
-
-async def load_media_rows(
-    session: AsyncSession, org_id: OrgId | str, ids: Iterable[str]
-) -> dict[str, Media]:
-    """The organization's media rows among ``ids`` (others' ids are simply not found)."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    rows = await session.execute(
-        select(Media).where(owned_by(Media, OrgId(str(org_id))), Media.id.in_(wanted))
-    )
-    return {row.id: row for row in rows.scalars()}
-
-
-def _mime_of(path: str, row: Media | None) -> str:
-    if row is not None and row.mime_type:
-        return row.mime_type.lower()
-    guessed, _ = mimetypes.guess_type(urlsplit(path).path)
-    if guessed:
-        return guessed.lower()
-    if row is not None and row.type == "video":
-        return "video/mp4"
-    # A URL without an extension: assume a photo, the common case; the platform has the last word.
-    return "image/jpeg"
-
-
-def media_item(
-    ref: Mapping[str, Any],
-    row: Media | None,
+async def post_media(
+    session: AsyncSession,
+    posts: Sequence[tuple[OrgId | str, Any]],
     *,
-    read: Callable[[], Awaitable[bytes]] | None = None,
-) -> MediaItem:
-    """One :class:`MediaItem` from an image reference (and its media row, if known)."""
-    path = str(ref.get("path") or (row.path if row is not None else ""))
-    mime = _mime_of(path, row)
-    kind: MediaType = "video" if mime.startswith("video/") else "image"
-    alt = ref.get("alt") if isinstance(ref.get("alt"), str) else None
-    thumbnail = ref.get("thumbnail") if isinstance(ref.get("thumbnail"), str) else None
-    return MediaItem(
-        url=path,
-        type=kind,
-        mime_type=mime,
-        alt=alt or (row.alt if row is not None else None),
-        width=row.width if row is not None else None,
-        height=row.height if row is not None else None,
-        size=row.file_size if row is not None and row.file_size else None,
-        thumbnail_url=thumbnail or (row.thumbnail if row is not None else None),
-        read=read,
+    env: MediaEnv | None = None,
+) -> list[list[MediaItem]]:
+    """The media items of each ``(organization, image JSON)`` pair, in one statement.
+
+    Items of our own media read from storage; the others have ``read=None`` until
+    :func:`readable` gives them a guarded download.
+    """
+    if not any(image for _, image in posts):
+        return [[] for _ in posts]
+    return await media_items_for_posts(
+        session, [(OrgId(str(org_id)), image) for org_id, image in posts], env=env
     )
 
 
-def downloader(client: httpx.AsyncClient, url: str) -> Callable[[], Awaitable[bytes]]:
-    """Bytes of a media URL through the URL guard; failures are provider errors so the engine
-    classifies them (a missing file rejects the post, a flaky server is retried)."""
+def readable(items: Sequence[MediaItem], client: httpx.AsyncClient) -> list[MediaItem]:
+    """Copies of ``items`` ready for a provider: storage reads raise provider errors, and
+    media that are not ours are downloaded with ``client`` through the URL guard."""
+    out = []
+    for item in items:
+        if item.read is not None:
+            read: Reader = _from_storage(item.read, item.url)
+        else:
+            read = _download(client, item.url)
+        read_thumbnail: Reader | None = None
+        if item.read_thumbnail is not None:
+            read_thumbnail = _from_storage(item.read_thumbnail, item.thumbnail_url or item.url)
+        elif item.thumbnail_url:
+            read_thumbnail = _download(client, item.thumbnail_url)
+        out.append(dataclasses.replace(item, read=read, read_thumbnail=read_thumbnail))
+    return out
+
+
+def _from_storage(read: Reader, url: str) -> Reader:
+    async def guarded() -> bytes:
+        try:
+            return await read()
+        except ObjectNotFoundError as exc:
+            raise BadBodyError(f"The media file {url} is no longer stored") from exc
+        except (StorageError, OSError) as exc:
+            raise RetryableError(f"The media storage is unavailable ({url}): {exc}") from exc
+
+    return guarded
+
+
+def _download(client: httpx.AsyncClient, url: str) -> Reader:
+    """Bytes of a media URL through the URL guard, refused past the largest media size while
+    downloading; failures are provider errors so the engine classifies them (a missing file
+    rejects the post, a flaky server is retried)."""
 
     async def read() -> bytes:
         settings = get_settings()
         limit = max(settings.max_image_bytes, settings.max_video_bytes)
         try:
             response = await guarded_request(
-                client, "GET", url, allow_private=settings.allow_private_urls
+                client, "GET", url, allow_private=settings.allow_private_urls, stream=True
             )
         except UnsafeURLError as exc:
             raise BadBodyError(f"The media file {url} cannot be used: {exc}") from exc
         except httpx.HTTPError as exc:
             raise RetryableError(f"Could not download the media file {url}: {exc}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise RetryableError(
-                f"Could not download the media file {url}: HTTP {response.status_code}",
-                status_code=response.status_code,
-            )
-        if response.status_code >= 400:
-            raise BadBodyError(
-                f"The media file {url} could not be downloaded: HTTP {response.status_code}",
-                status_code=response.status_code,
-            )
-        if len(response.content) > limit:
-            raise BadBodyError(f"The media file {url} is larger than {limit:,} bytes")
-        return response.content
+        try:
+            status = response.status_code
+            if status >= 500 or status == 429:
+                raise RetryableError(
+                    f"Could not download the media file {url}: HTTP {status}", status_code=status
+                )
+            if status >= 400:
+                raise BadBodyError(
+                    f"The media file {url} could not be downloaded: HTTP {status}",
+                    status_code=status,
+                )
+            declared = _declared_length(response)
+            if declared is not None and declared > limit:
+                raise BadBodyError(_too_large(url, limit))
+            return await collect_bytes(_capped(response.aiter_bytes(), url, limit), declared)
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"Could not download the media file {url}: {exc}") from exc
+        finally:
+            await response.aclose()
 
     return read
 
 
-def media_items(
-    refs: Iterable[Mapping[str, Any]],
-    rows: Mapping[str, Media],
-    *,
-    client: httpx.AsyncClient | None = None,
-) -> list[MediaItem]:
-    """MediaItems for a part's image list; with ``client`` each can download its bytes."""
-    items = []
-    for ref in refs:
-        if not isinstance(ref, Mapping) or not ref.get("path"):
-            continue
-        row = rows.get(str(ref.get("id"))) if ref.get("id") else None
-        path = str(ref["path"])
-        read = downloader(client, path) if client is not None else None
-        items.append(media_item(ref, row, read=read))
-    return items
+def _declared_length(response: httpx.Response) -> int | None:
+    # Only a plain body's length says how many bytes will come (not a compressed one's).
+    if response.headers.get("content-encoding", "identity").lower() != "identity":
+        return None
+    try:
+        length = int(response.headers.get("content-length", ""))
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _too_large(url: str, limit: int) -> str:
+    return f"The media file {url} is larger than {limit:,} bytes"
+
+
+async def _capped(chunks: AsyncIterator[bytes], url: str, limit: int) -> AsyncIterator[bytes]:
+    seen = 0
+    async for chunk in chunks:
+        seen += len(chunk)
+        if seen > limit:
+            raise BadBodyError(_too_large(url, limit))
+        yield chunk

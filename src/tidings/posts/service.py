@@ -57,7 +57,7 @@ from tidings.core.enums import CreationMethod, State
 from tidings.core.errors import BadRequest, Conflict, NotFound
 from tidings.core.ids import new_cuid, new_uuid
 from tidings.core.tenancy import OrgId, owned_by, select_owned
-from tidings.posts.media import load_media_rows, media_ids, media_items
+from tidings.posts.media import post_media
 from tidings.posts.models import Post, PostAttempt, Signatures, Tags, TagsPosts
 from tidings.posts.scheduling import schedule_publish
 from tidings.posts.schemas import (
@@ -349,20 +349,18 @@ async def validate_plans(
     """
     problems: list[dict[str, Any]] = []
     first: tuple[ChannelPlan, RuleViolation] | None = None
-    refs = [[ref.model_dump() for ref in part.image] for pl in plans for part in pl.parts]
-    rows = await load_media_rows(session, org_id, media_ids(refs))
+    media: list[list[Any]] = []
+    if not draft:
+        # Every part's media in one statement (their types, sizes and dimensions for the rules).
+        refs = [[ref.model_dump() for ref in part.image] for pl in plans for part in pl.parts]
+        media = await post_media(session, [(org_id, r) for r in refs])
+    media_of = iter(media)
     for plan in plans:
         if draft:
             violations = _draft_violations(plan)
         else:
             provider = _provider(plan)
-            parts = [
-                PostPart(
-                    content=part.content,
-                    media=media_items([ref.model_dump() for ref in part.image], rows),
-                )
-                for part in plan.parts
-            ]
+            parts = [PostPart(content=part.content, media=next(media_of)) for part in plan.parts]
             violations = provider.validate(parts, plan.settings, credentials_of(plan.integration))
         for violation in violations:
             problems.append(_violation_payload(plan, violation))
