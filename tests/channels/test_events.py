@@ -74,3 +74,35 @@ async def test_connect_and_disconnect_events(
     assert connected == {**connected, "id": channel_id, "identifier": "bluesky"}
     assert "token" not in str(connected)
     assert "app password" in str(events[1].payload)
+
+
+async def test_deleting_a_channel_fires_integration_disconnected(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    pds: FakeBluesky,
+    db: AsyncSession,
+    allow_private: None,
+) -> None:
+    hook = Webhooks(
+        organization_id=tenant.org_id,
+        url="https://hooks.example/in",
+        events=["integration.disconnected"],
+    )
+    db.add(hook)
+    await db.flush()
+    response = await client.post(
+        "/api/channels/bluesky/connect",
+        json={"fields": {"identifier": "alice.test", "password": "app-pass-1234"}},
+        headers=tenant.headers,
+    )
+    channel_id = response.json()["channel"]["id"]
+    deleted = await client.delete(f"/api/channels/{channel_id}", headers=tenant.headers)
+    assert deleted.status_code == 204
+    events = (
+        (await db.execute(select(WebhookEvent).where(WebhookEvent.webhook_id == hook.id)))
+        .scalars()
+        .all()
+    )
+    assert [(e.type, e.payload["id"], e.payload["reason"]) for e in events] == [
+        ("integration.disconnected", channel_id, "deleted")
+    ]

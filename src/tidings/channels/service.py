@@ -17,8 +17,6 @@ the channel. Everything here only flushes; the caller's unit of work commits.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import json
 import logging
 import socket
@@ -34,6 +32,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from tidings.automation.events import emit
 from tidings.billing.service import check_channel_limit
 from tidings.channels.customers import (
     clean_customer_name,
@@ -229,13 +228,7 @@ async def emit_event(
     *,
     integration_id: str | None = None,
 ) -> None:
-    """Emit an automation event through ``tidings.automation.events.emit`` when it exists."""
-    if importlib.util.find_spec("tidings.automation.events") is None:
-        return
-    module = importlib.import_module("tidings.automation.events")
-    emit = getattr(module, "emit", None)
-    if emit is None:
-        return
+    """Emit an automation event (webhooks, connectors) in the caller's transaction."""
     await emit(session, OrgId(org_id), event_type, payload, integration_id=integration_id)
 
 
@@ -960,6 +953,13 @@ async def delete_channel(session: AsyncSession, org_id: OrgId, channel_id: str) 
     channel = await get_channel(session, org_id, channel_id, for_update=True)
     channel.deleted_at = datetime.now(UTC)
     await session.flush()
+    await emit_event(
+        session,
+        channel.organization_id,
+        "integration.disconnected",
+        channel_payload(channel) | {"reason": "deleted"},
+        integration_id=channel.id,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
