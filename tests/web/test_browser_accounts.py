@@ -83,6 +83,18 @@ async def test_sign_up_connect_and_manage_channels(
         await page.wait_for_url("**/channels?channel=*")
         await expect(page.get_by_role("heading", name="Acme")).to_be_visible()
 
+        # An unconfigured provider says which settings the server lacks, and offers no
+        # button that would fail.
+        await page.get_by_role("button", name="Connect a channel").click()
+        await dialog.get_by_role("button", name="Discord").click()
+        missing = dialog.locator("[data-provider-form=discord] [data-missing-config]")
+        await expect(missing).to_be_visible()
+        await expect(missing).to_contain_text("TIDINGS_DISCORD_BOT_TOKEN")
+        await expect(dialog.get_by_role("button", name="Continue to Discord")).to_have_count(0)
+        await screenshot(page, "03a-not-configured", full_page=False)
+        await dialog.get_by_role("button", name="Back").click()
+        await dialog.get_by_role("button", name="Close").click()
+
         # In between steps: Discord authorizes a server, then a channel of it is picked.
         for key, value in {
             "CLIENT_ID": "discord-app",

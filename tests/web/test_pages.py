@@ -403,3 +403,47 @@ async def test_members_see_channels_but_only_admins_manage_them(
     compose = await client.get("/compose")
     assert compose.status_code == 200 and "Team Masto" in compose.text
     assert f'value="{channel.id}"' in compose.text
+
+
+async def test_unconfigured_providers_name_the_settings_to_set(
+    client: httpx.AsyncClient, tenant: Tenant, monkeypatch: Any
+) -> None:
+    for name in ("CLIENT_ID", "CLIENT_SECRET", "BOT_TOKEN"):
+        monkeypatch.delenv(f"TIDINGS_DISCORD_{name}", raising=False)
+    await _sign_in_cookie(client, tenant)
+
+    def discord_form(html: str) -> str:
+        match = re.search(
+            r'<form class="provider-form" data-provider-form="discord".*?</form>', html, re.S
+        )
+        assert match, "no Discord form"
+        return match.group(0)
+
+    page = await client.get("/channels")
+    form = discord_form(page.text)
+    assert "Discord cannot be connected yet" in form
+    for variable in (
+        "TIDINGS_DISCORD_CLIENT_ID",
+        "TIDINGS_DISCORD_CLIENT_SECRET",
+        "TIDINGS_DISCORD_BOT_TOKEN",
+    ):
+        assert f"<code>{variable}</code>" in form
+    assert 'type="submit"' not in form  # nothing to click that would fail
+    assert re.search(r'data-provider-choice="discord"\s+data-unconfigured', page.text)
+    # Configured providers connect as before.
+    bluesky = re.search(r'data-provider-form="bluesky".*?</form>', page.text, re.S)
+    assert (
+        bluesky
+        and 'type="submit"' in bluesky.group(0)
+        and "data-missing-config" not in bluesky.group(0)
+    )
+
+    # Half configured: only what is still missing is named.
+    monkeypatch.setenv("TIDINGS_DISCORD_CLIENT_ID", "app")
+    monkeypatch.setenv("TIDINGS_DISCORD_CLIENT_SECRET", "secret")
+    form = discord_form((await client.get("/channels")).text)
+    assert "<code>TIDINGS_DISCORD_BOT_TOKEN</code>" in form and "CLIENT_ID" not in form
+    assert "this environment variable" in form
+    monkeypatch.setenv("TIDINGS_DISCORD_BOT_TOKEN", "bot")
+    form = discord_form((await client.get("/channels")).text)
+    assert "data-missing-config" not in form and "Continue to Discord" in form

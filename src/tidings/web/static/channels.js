@@ -17,6 +17,7 @@
     });
     grid.hidden = !!shown;
     gridActions.hidden = !!shown;
+    dialog.querySelector("[data-grid-help]").hidden = !!shown;
     if (shown) {
       var first = shown.querySelector("input:not([type=hidden]), button[type=submit]") || shown.querySelector("button");
       if (first) first.focus();
@@ -27,6 +28,7 @@
     dialog.querySelectorAll("[data-provider-form]").forEach(function (form) { form.hidden = true; });
     dialog.querySelector("[data-provider-grid]").hidden = false;
     dialog.querySelector("[data-grid-actions]").hidden = false;
+    dialog.querySelector("[data-grid-help]").hidden = false;
     var first = dialog.querySelector("[data-provider-choice]");
     if (first) first.focus();
   }
