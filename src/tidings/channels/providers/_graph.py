@@ -1,5 +1,6 @@
 """What the Meta Graph APIs (Facebook, Instagram, Threads) share: the error shape and its
-classification, the access-token parameter, and the media container dance.
+classification, the access-token parameter, the long-lived token calls of Instagram and Threads
+Login, and the media container dance (create, wait until processed, publish).
 
 Errors come as ``{"error": {"message", "type", "code", "error_subcode", "error_user_msg",
 "is_transient", "fbtrace_id"}}``, mostly with HTTP 400 whatever the cause, so the ``code`` and
@@ -9,12 +10,12 @@ Errors come as ``{"error": {"message", "type", "code", "error_subcode", "error_u
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 import httpx
 
-from tidings.channels.providers._common import with_query
+from tidings.channels.providers._common import poll, with_query
 from tidings.channels.providers.base import (
     AuthorizationRequest,
     BadBodyError,
@@ -170,6 +171,30 @@ class GraphProvider(Provider[SettingsT]):
             query["after"] = after
         return out
 
+    async def _graph_token(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        *,
+        purpose: Literal["exchange", "refresh"],
+        platform: str,
+    ) -> TokenSet:
+        """A token call at ``{graph}/{path}`` (GET, no API version): Instagram and Threads
+        Login's long-lived token exchange and refresh. A refused token is a ConnectError while
+        connecting and a DisconnectedError when refreshing."""
+        try:
+            response = await self.request(
+                "GET", f"{self.config.url('graph')}/{path}", params=dict(params)
+            )
+        except (BadBodyError, RefreshTokenError) as exc:
+            error = ConnectError if purpose == "exchange" else DisconnectedError
+            raise error(
+                f"{platform} refused the token: {exc.message}",
+                status_code=exc.status_code,
+                excerpt=exc.excerpt,
+            ) from exc
+        return token_set(json_body(response))
+
     async def _permalink(self, object_id: str, token: str, field: str) -> str | None:
         """The public link of a published object; None rather than failing a done post."""
         try:
@@ -183,6 +208,71 @@ class GraphProvider(Provider[SettingsT]):
         if link.startswith("/"):
             link = self.config.url("web") + link
         return link
+
+
+class ContainerPublishing(GraphProvider[SettingsT]):
+    """Publishing through media containers (Instagram, Threads): ``POST {edge}`` creates a
+    container Meta fetches the media of, its status field turns ``FINISHED``, then
+    ``POST {edge}_publish`` with its id makes the post."""
+
+    #: The platform's name in messages (``display_name`` may say more).
+    platform: ClassVar[str]
+    #: The container field holding its state, and the one explaining an ``ERROR``.
+    container_status_field: ClassVar[str]
+    container_error_field: ClassVar[str]
+    #: Seconds between status checks, and before giving up (the publish is retried later).
+    container_poll_interval: ClassVar[float]
+    container_poll_timeout: ClassVar[float]
+
+    async def _container(self, edge: str, token: str, params: Mapping[str, Any]) -> str:
+        # An unpublished container is not a post: creating another after a lost answer is fine.
+        data = await self._post(edge, token, params, idempotent=True)
+        return str(data["id"])
+
+    async def _wait_ready(self, token: str, container: str) -> None:
+        """Wait until Meta has processed ``container``; BadBodyError when it could not."""
+        status_field, error_field = self.container_status_field, self.container_error_field
+
+        async def check() -> bool | None:
+            data = await self._get(container, token, {"fields": f"{status_field},{error_field}"})
+            status = data.get(status_field)
+            if status in ("FINISHED", "PUBLISHED"):
+                return True
+            if status in ("ERROR", "EXPIRED"):
+                raise BadBodyError(
+                    f"{self.platform} could not process the media: "
+                    f"{data.get(error_field) or status}"
+                )
+            return None
+
+        await poll(
+            check,
+            interval=self.container_poll_interval,
+            give_up_after=self.container_poll_timeout,
+            what=f"The {self.platform} media",
+        )
+
+    async def _carousel_children(
+        self, edge: str, token: str, items: Sequence[Mapping[str, Any]]
+    ) -> str:
+        """One processed container per carousel item, in order; their ids comma-separated."""
+        children = []
+        for params in items:
+            child = await self._container(edge, token, params)
+            await self._wait_ready(token, child)
+            children.append(child)
+        return ",".join(children)
+
+    async def _publish_container(
+        self, edge: str, token: str, params: Mapping[str, Any], *, wait: bool = True
+    ) -> str:
+        """Create the post's container, wait for it (``wait``: it carries media), publish it;
+        the published media's id."""
+        container = await self._container(edge, token, params)
+        if wait:
+            await self._wait_ready(token, container)
+        published = await self._post(f"{edge}_publish", token, {"creation_id": container})
+        return str(published["id"])
 
 
 class FacebookLogin(GraphProvider[SettingsT]):

@@ -18,19 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import httpx
 import regex
 from pydantic import BaseModel, Field, field_validator
 
-from tidings.channels.providers._common import (
-    poll,
-    recent,
-    total_media_violations,
-    with_query,
-)
-from tidings.channels.providers._graph import FacebookLogin, GraphProvider, graph_error
+from tidings.channels.providers._common import recent, total_media_violations, with_query
+from tidings.channels.providers._graph import ContainerPublishing, FacebookLogin, graph_error
 from tidings.channels.providers.base import (
     AuthorizationRequest,
     BadBodyError,
@@ -38,20 +33,16 @@ from tidings.channels.providers.base import (
     Choice,
     ConnectedAccount,
     ConnectError,
-    DisconnectedError,
     MediaItem,
     MediaRules,
     PostPart,
     ProviderError,
     ProviderSettings,
     PublishResult,
-    RefreshTokenError,
     RetryableError,
     RuleViolation,
     TokenSet,
-    json_body,
     response_excerpt,
-    token_set,
 )
 
 MAX_CAROUSEL = 10
@@ -87,7 +78,7 @@ class InstagramSettings(ProviderSettings):
         return value
 
 
-class InstagramPublishing(GraphProvider[InstagramSettings]):
+class InstagramPublishing(ContainerPublishing[InstagramSettings]):
     """Limits, errors, publishing and comments shared by both Instagram providers."""
 
     default_max_length = 2200
@@ -103,8 +94,11 @@ class InstagramPublishing(GraphProvider[InstagramSettings]):
     )
     settings_model = InstagramSettings
     can_check_published = True
-    container_poll_interval: ClassVar[float] = 3.0
-    container_poll_timeout: ClassVar[float] = 300.0
+    platform = "Instagram"
+    container_status_field = "status_code"
+    container_error_field = "status"
+    container_poll_interval = 3.0
+    container_poll_timeout = 300.0
 
     # ---- limits and errors ----------------------------------------------------------------
 
@@ -168,30 +162,6 @@ class InstagramPublishing(GraphProvider[InstagramSettings]):
     def _ig_user(self, credentials: ChannelCredentials) -> str:
         return credentials.internal_id
 
-    async def _container(self, ig: str, token: str, params: Mapping[str, Any]) -> str:
-        # An unpublished container is not a post: creating another after a lost answer is fine.
-        data = await self._post(f"{ig}/media", token, params, idempotent=True)
-        return str(data["id"])
-
-    async def _wait_ready(self, token: str, container: str) -> None:
-        async def check() -> bool | None:
-            data = await self._get(container, token, {"fields": "status_code,status"})
-            status = data.get("status_code")
-            if status in ("FINISHED", "PUBLISHED"):
-                return True
-            if status in ("ERROR", "EXPIRED"):
-                raise BadBodyError(
-                    f"Instagram could not process the media: {data.get('status') or status}"
-                )
-            return None
-
-        await poll(
-            check,
-            interval=self.container_poll_interval,
-            give_up_after=self.container_poll_timeout,
-            what="The Instagram media",
-        )
-
     @staticmethod
     def _media_params(item: MediaItem, *, carousel_item: bool = False) -> dict[str, Any]:
         if item.type == "video":
@@ -225,23 +195,18 @@ class InstagramPublishing(GraphProvider[InstagramSettings]):
             if part.media[0].type == "video":
                 params["share_to_feed"] = True
         else:
-            children = []
-            for item in part.media:
-                child = await self._container(
-                    ig, token, self._media_params(item, carousel_item=True)
-                )
-                await self._wait_ready(token, child)
-                children.append(child)
-            params = {"media_type": "CAROUSEL", "children": ",".join(children)}
+            children = await self._carousel_children(
+                f"{ig}/media",
+                token,
+                [self._media_params(item, carousel_item=True) for item in part.media],
+            )
+            params = {"media_type": "CAROUSEL", "children": children}
         if settings.post_type != "story":
             if part.content:
                 params["caption"] = part.content
             if settings.collaborators:
                 params["collaborators"] = settings.collaborators
-        container = await self._container(ig, token, params)
-        await self._wait_ready(token, container)
-        published = await self._post(f"{ig}/media_publish", token, {"creation_id": container})
-        media_id = str(published["id"])
+        media_id = await self._publish_container(f"{ig}/media", token, params)
         return PublishResult(
             id=media_id,
             url=await self._permalink(media_id, token, "permalink"),
@@ -428,20 +393,6 @@ class InstagramStandaloneProvider(InstagramPublishing):
             )
         )
 
-    async def _long_lived(self, path: str, params: Mapping[str, str], purpose: str) -> TokenSet:
-        try:
-            response = await self.request(
-                "GET", f"{self.config.url('graph')}/{path}", params=dict(params)
-            )
-        except (BadBodyError, RefreshTokenError) as exc:
-            error = ConnectError if purpose == "exchange" else DisconnectedError
-            raise error(
-                f"Instagram refused the token: {exc.message}",
-                status_code=exc.status_code,
-                excerpt=exc.excerpt,
-            ) from exc
-        return token_set(json_body(response))
-
     async def exchange_code(
         self,
         code: str,
@@ -464,14 +415,15 @@ class InstagramStandaloneProvider(InstagramPublishing):
         # The answer is {"data": [{access_token, user_id, permissions}]} (or flat, formerly).
         entries = data.get("data")
         short = entries[0] if isinstance(entries, list) and entries else data
-        tokens = await self._long_lived(
+        tokens = await self._graph_token(
             "access_token",
             {
                 "grant_type": "ig_exchange_token",
                 "client_secret": self.config.client_secret or "",
                 "access_token": str(short.get("access_token") or ""),
             },
-            "exchange",
+            purpose="exchange",
+            platform=self.platform,
         )
         me = await self._get(
             "me", tokens.access_token, {"fields": "user_id,username,name,profile_picture_url"}
@@ -487,8 +439,9 @@ class InstagramStandaloneProvider(InstagramPublishing):
 
     async def refresh(self, credentials: ChannelCredentials) -> TokenSet:
         """Renew the long-lived token itself (there is no refresh token)."""
-        return await self._long_lived(
+        return await self._graph_token(
             "refresh_access_token",
             {"grant_type": "ig_refresh_token", "access_token": credentials.access_token},
-            "refresh",
+            purpose="refresh",
+            platform=self.platform,
         )

@@ -13,36 +13,27 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-import httpx
 from pydantic import BaseModel, Field
 
 from tidings.channels.providers._common import (
     CLOCK_SKEW,
-    poll,
     recent,
     total_media_violations,
     with_query,
 )
-from tidings.channels.providers._graph import graph_error, with_token
+from tidings.channels.providers._graph import ContainerPublishing
 from tidings.channels.providers.base import (
     AuthorizationRequest,
-    BadBodyError,
     ChannelCredentials,
     ConnectedAccount,
-    ConnectError,
-    DisconnectedError,
     MediaItem,
     MediaRules,
     PostPart,
-    Provider,
     ProviderError,
     ProviderSettings,
     PublishResult,
-    RefreshTokenError,
     RuleViolation,
     TokenSet,
-    json_body,
-    token_set,
 )
 
 MAX_CAROUSEL = 20
@@ -56,7 +47,7 @@ class ThreadsSettings(ProviderSettings):
     )
 
 
-class ThreadsProvider(Provider[ThreadsSettings]):
+class ThreadsProvider(ContainerPublishing[ThreadsSettings]):
     identifier = "threads"
     display_name = "Threads"
     connect_kind = "oauth"
@@ -67,6 +58,9 @@ class ThreadsProvider(Provider[ThreadsSettings]):
     can_check_published = True
     default_urls = {"graph": "https://graph.threads.net", "web": "https://threads.net"}
     api_version = "v1.0"
+    platform = "Threads"
+    container_status_field = "status"
+    container_error_field = "error_message"
     container_poll_interval = 2.0
     container_poll_timeout = 300.0
 
@@ -81,26 +75,6 @@ class ThreadsProvider(Provider[ThreadsSettings]):
         violations = super().validate(parts, settings, credentials)
         violations.extend(total_media_violations(parts, MAX_CAROUSEL, self.display_name))
         return violations
-
-    def classify_error(self, response: httpx.Response) -> ProviderError | None:
-        return graph_error(response, "Threads")
-
-    # ---- Graph calls ----------------------------------------------------------------------
-
-    def _api(self, path: str) -> str:
-        return f"{self.config.url('graph')}/{self.api_version}/{path.lstrip('/')}"
-
-    async def _get(self, path: str, token: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        response = await self.request("GET", self._api(path), params=with_token(params, token))
-        return dict(json_body(response))
-
-    async def _post(
-        self, path: str, token: str, params: Mapping[str, Any], *, idempotent: bool = False
-    ) -> dict[str, Any]:
-        response = await self.request(
-            "POST", self._api(path), data=with_token(params, token), idempotent=idempotent
-        )
-        return dict(json_body(response))
 
     # ---- connecting -----------------------------------------------------------------------
 
@@ -127,20 +101,6 @@ class ThreadsProvider(Provider[ThreadsSettings]):
             )
         )
 
-    async def _token_get(self, path: str, params: Mapping[str, str], *, purpose: str) -> TokenSet:
-        try:
-            response = await self.request(
-                "GET", f"{self.config.url('graph')}/{path}", params=dict(params)
-            )
-        except (BadBodyError, RefreshTokenError) as exc:
-            error = ConnectError if purpose == "exchange" else DisconnectedError
-            raise error(
-                f"Threads refused the token: {exc.message}",
-                status_code=exc.status_code,
-                excerpt=exc.excerpt,
-            ) from exc
-        return token_set(json_body(response))
-
     async def exchange_code(
         self,
         code: str,
@@ -160,7 +120,7 @@ class ThreadsProvider(Provider[ThreadsSettings]):
             },
             purpose="exchange",
         )
-        tokens = await self._token_get(
+        tokens = await self._graph_token(
             "access_token",
             {
                 "grant_type": "th_exchange_token",
@@ -168,6 +128,7 @@ class ThreadsProvider(Provider[ThreadsSettings]):
                 "access_token": str(short.get("access_token") or ""),
             },
             purpose="exchange",
+            platform=self.platform,
         )
         profile = await self._get(
             "me", tokens.access_token, {"fields": "id,username,name,threads_profile_picture_url"}
@@ -182,10 +143,11 @@ class ThreadsProvider(Provider[ThreadsSettings]):
 
     async def refresh(self, credentials: ChannelCredentials) -> TokenSet:
         """Renew the long-lived token itself (there is no refresh token)."""
-        return await self._token_get(
+        return await self._graph_token(
             "refresh_access_token",
             {"grant_type": "th_refresh_token", "access_token": credentials.access_token},
             purpose="refresh",
+            platform=self.platform,
         )
 
     # ---- publishing -----------------------------------------------------------------------
@@ -198,30 +160,6 @@ class ThreadsProvider(Provider[ThreadsSettings]):
         if item.alt:
             params["alt_text"] = item.alt
         return params
-
-    async def _container(self, token: str, params: Mapping[str, Any]) -> str:
-        # A container is not a post: creating it again after a lost answer is harmless.
-        data = await self._post("me/threads", token, params, idempotent=True)
-        return str(data["id"])
-
-    async def _wait_ready(self, token: str, container: str) -> None:
-        async def check() -> bool | None:
-            data = await self._get(container, token, {"fields": "status,error_message"})
-            status = data.get("status")
-            if status in ("FINISHED", "PUBLISHED"):
-                return True
-            if status in ("ERROR", "EXPIRED"):
-                raise BadBodyError(
-                    f"Threads could not process the media: {data.get('error_message') or status}"
-                )
-            return None
-
-        await poll(
-            check,
-            interval=self.container_poll_interval,
-            give_up_after=self.container_poll_timeout,
-            what="The Threads media",
-        )
 
     async def _post_part(
         self,
@@ -241,24 +179,15 @@ class ThreadsProvider(Provider[ThreadsSettings]):
         elif len(part.media) == 1:
             params.update(self._media_params(part.media[0]))
         else:
-            children = []
-            for item in part.media:
-                child = await self._container(
-                    token, self._media_params(item) | {"is_carousel_item": True}
-                )
-                await self._wait_ready(token, child)
-                children.append(child)
-            params.update(media_type="CAROUSEL", children=",".join(children))
-        container = await self._container(token, params)
-        if part.media:
-            await self._wait_ready(token, container)
-        published = await self._post("me/threads_publish", token, {"creation_id": container})
-        media_id = str(published["id"])
-        try:
-            link = (await self._get(media_id, token, {"fields": "permalink"})).get("permalink")
-        except ProviderError:
-            link = None  # published; a missing link is not worth failing it
-        return PublishResult(id=media_id, url=str(link) if link else None)
+            children = await self._carousel_children(
+                "me/threads",
+                token,
+                [self._media_params(item) | {"is_carousel_item": True} for item in part.media],
+            )
+            params.update(media_type="CAROUSEL", children=children)
+        # A text-only container needs no processing.
+        media_id = await self._publish_container("me/threads", token, params, wait=bool(part.media))
+        return PublishResult(id=media_id, url=await self._permalink(media_id, token, "permalink"))
 
     async def publish(
         self, credentials: ChannelCredentials, part: PostPart, settings: ThreadsSettings
