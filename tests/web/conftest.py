@@ -123,13 +123,8 @@ async def live(
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=15)
         sock.close()
-        # Procrastinate keeps the closed pool after the app's shutdown: forget it, so the next
-        # app of the session opens its own.
-        from tidings.core.jobs import job_app
-
-        connector: Any = job_app.connector
-        connector._async_pool = None
-        connector._pool_externally_set = False
+        # The app's shutdown (tidings.core.jobs.close_jobs) leaves the job app ready for the
+        # next app of the session.
         with contextlib.suppress(Exception):
             from tidings.channels.service import close_shared_http_clients
 
