@@ -13,14 +13,17 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from tidings.channels.providers.base import (
+    AuthorizationRequest,
     ChannelCredentials,
     MediaItem,
     PostPart,
     Provider,
+    ProviderError,
     RetryableError,
     RuleViolation,
     TokenSet,
     config_value,
+    env_prefix,
 )
 
 T = TypeVar("T")
@@ -46,6 +49,24 @@ def with_query(url: str, params: Mapping[str, str]) -> str:
     """``url`` with ``params`` appended as a query string."""
     sep = "&" if "?" in url else "?"
     return f"{url}{sep}{urlencode(dict(params))}"
+
+
+def authorization_request(
+    provider: Provider[Any],
+    url: str,
+    query: Mapping[str, str],
+    *,
+    client_key: str = "client_id",
+    name: str | None = None,
+) -> AuthorizationRequest:
+    """Where to send the user to authorize: ``url`` with the server's client id (as
+    ``client_key``) followed by ``query``. Without a client id, a ProviderError names the
+    variable to set (the ``env_fallback`` provider's, when there is one)."""
+    client_id = provider.config.client_id
+    if not client_id:
+        variable = env_prefix(provider.env_fallback or provider.identifier) + "CLIENT_ID"
+        raise ProviderError(f"{name or provider.display_name} is not configured ({variable})")
+    return AuthorizationRequest(url=with_query(url, {client_key: client_id, **query}))
 
 
 def media_filename(item: MediaItem, index: int = 0) -> str:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 
-from tidings.channels.providers._common import poll, with_query
+from tidings.channels.providers._common import authorization_request, poll
 from tidings.channels.providers.base import (
     AuthorizationRequest,
     BadBodyError,
@@ -294,21 +294,15 @@ class FacebookLogin(GraphProvider[SettingsT]):
         custom_instance: Mapping[str, Any] | None = None,
     ) -> AuthorizationRequest:
         """Facebook's login dialog asking for this provider's permissions."""
-        if not self.config.client_id:
-            raise ProviderError(
-                f"{self.display_name} is not configured (TIDINGS_FACEBOOK_CLIENT_ID)"
-            )
-        return AuthorizationRequest(
-            url=with_query(
-                f"{self.config.url('web')}/{self.api_version}/dialog/oauth",
-                {
-                    "client_id": self.config.client_id,
-                    "redirect_uri": redirect_uri,
-                    "state": state,
-                    "scope": ",".join(self.scopes),
-                    "response_type": "code",
-                },
-            )
+        return authorization_request(
+            self,
+            f"{self.config.url('web')}/{self.api_version}/dialog/oauth",
+            {
+                "redirect_uri": redirect_uri,
+                "state": state,
+                "scope": ",".join(self.scopes),
+                "response_type": "code",
+            },
         )
 
     async def _token(self, params: Mapping[str, str]) -> TokenSet:

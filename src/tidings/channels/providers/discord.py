@@ -22,13 +22,13 @@ import httpx
 from pydantic import BaseModel, Field
 
 from tidings.channels.providers._common import (
+    authorization_request,
     extra_setting,
     media_filename,
     recent,
     short_key,
     tokens_of,
     total_media_violations,
-    with_query,
 )
 from tidings.channels.providers.base import (
     AuthorizationRequest,
@@ -231,21 +231,17 @@ class DiscordProvider(Provider[DiscordSettings]):
         custom_instance: Mapping[str, Any] | None = None,
     ) -> AuthorizationRequest:
         """Discord's bot authorization: add the bot to a server the user manages."""
-        if not self.config.client_id:
-            raise ProviderError("Discord is not configured (TIDINGS_DISCORD_CLIENT_ID)")
-        return AuthorizationRequest(
-            url=with_query(
-                f"{self.config.url('web')}/oauth2/authorize",
-                {
-                    "client_id": self.config.client_id,
-                    "response_type": "code",
-                    "redirect_uri": redirect_uri,
-                    "scope": " ".join(self.scopes),
-                    "permissions": str(BOT_PERMISSIONS),
-                    "integration_type": "0",  # guild install
-                    "state": state,
-                },
-            )
+        return authorization_request(
+            self,
+            f"{self.config.url('web')}/oauth2/authorize",
+            {
+                "response_type": "code",
+                "redirect_uri": redirect_uri,
+                "scope": " ".join(self.scopes),
+                "permissions": str(BOT_PERMISSIONS),
+                "integration_type": "0",  # guild install
+                "state": state,
+            },
         )
 
     def _client_auth(self) -> httpx.BasicAuth:

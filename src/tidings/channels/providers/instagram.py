@@ -24,7 +24,7 @@ import httpx
 import regex
 from pydantic import BaseModel, Field, field_validator
 
-from tidings.channels.providers._common import recent, total_media_violations, with_query
+from tidings.channels.providers._common import authorization_request, recent, total_media_violations
 from tidings.channels.providers._graph import ContainerPublishing, FacebookLogin, graph_error
 from tidings.channels.providers.base import (
     AuthorizationRequest,
@@ -376,21 +376,16 @@ class InstagramStandaloneProvider(InstagramPublishing):
         custom_instance: Mapping[str, Any] | None = None,
     ) -> AuthorizationRequest:
         """Instagram Login's authorization window."""
-        if not self.config.client_id:
-            raise ProviderError(
-                "Instagram is not configured (TIDINGS_INSTAGRAM_STANDALONE_CLIENT_ID)"
-            )
-        return AuthorizationRequest(
-            url=with_query(
-                f"{self.config.url('web')}/oauth/authorize",
-                {
-                    "client_id": self.config.client_id,
-                    "redirect_uri": redirect_uri,
-                    "response_type": "code",
-                    "scope": ",".join(self.scopes),
-                    "state": state,
-                },
-            )
+        return authorization_request(
+            self,
+            f"{self.config.url('web')}/oauth/authorize",
+            {
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "scope": ",".join(self.scopes),
+                "state": state,
+            },
+            name=self.platform,
         )
 
     async def exchange_code(

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, HttpUrl
 
-from tidings.channels.providers._common import media_filename, poll, recent, with_query
+from tidings.channels.providers._common import authorization_request, media_filename, poll, recent
 from tidings.channels.providers.base import (
     AuthorizationRequest,
     BadBodyError,
@@ -160,19 +160,15 @@ class PinterestProvider(Provider[PinterestSettings]):
         custom_instance: Mapping[str, Any] | None = None,
     ) -> AuthorizationRequest:
         """Pinterest's consent page."""
-        if not self.config.client_id:
-            raise ProviderError("Pinterest is not configured (TIDINGS_PINTEREST_CLIENT_ID)")
-        return AuthorizationRequest(
-            url=with_query(
-                f"{self.config.url('web')}/oauth/",
-                {
-                    "client_id": self.config.client_id,
-                    "redirect_uri": redirect_uri,
-                    "response_type": "code",
-                    "scope": ",".join(self.scopes),
-                    "state": state,
-                },
-            )
+        return authorization_request(
+            self,
+            f"{self.config.url('web')}/oauth/",
+            {
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "scope": ",".join(self.scopes),
+                "state": state,
+            },
         )
 
     async def exchange_code(

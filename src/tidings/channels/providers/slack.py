@@ -24,10 +24,10 @@ from pydantic import Field
 
 from tidings.channels.providers._common import (
     CLOCK_SKEW,
+    authorization_request,
     media_filename,
     poll,
     tokens_of,
-    with_query,
 )
 from tidings.channels.providers.base import (
     AuthorizationRequest,
@@ -219,18 +219,14 @@ class SlackProvider(Provider[SlackSettings]):
         custom_instance: Mapping[str, Any] | None = None,
     ) -> AuthorizationRequest:
         """Install the app in a workspace with the bot scopes Tidings needs."""
-        if not self.config.client_id:
-            raise ProviderError("Slack is not configured (TIDINGS_SLACK_CLIENT_ID)")
-        return AuthorizationRequest(
-            url=with_query(
-                f"{self.config.url('web')}/oauth/v2/authorize",
-                {
-                    "client_id": self.config.client_id,
-                    "scope": ",".join(self.scopes),
-                    "redirect_uri": redirect_uri,
-                    "state": state,
-                },
-            )
+        return authorization_request(
+            self,
+            f"{self.config.url('web')}/oauth/v2/authorize",
+            {
+                "scope": ",".join(self.scopes),
+                "redirect_uri": redirect_uri,
+                "state": state,
+            },
         )
 
     async def _token_call(self, form: Mapping[str, str], *, purpose: str) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 
 from tidings.channels.providers._common import (
     CLOCK_SKEW,
+    authorization_request,
     recent,
     total_media_violations,
-    with_query,
 )
 from tidings.channels.providers._graph import ContainerPublishing
 from tidings.channels.providers.base import (
@@ -29,7 +29,6 @@ from tidings.channels.providers.base import (
     MediaItem,
     MediaRules,
     PostPart,
-    ProviderError,
     ProviderSettings,
     PublishResult,
     RuleViolation,
@@ -86,19 +85,15 @@ class ThreadsProvider(ContainerPublishing[ThreadsSettings]):
         custom_instance: Mapping[str, Any] | None = None,
     ) -> AuthorizationRequest:
         """Threads' authorization window."""
-        if not self.config.client_id:
-            raise ProviderError("Threads is not configured (TIDINGS_THREADS_CLIENT_ID)")
-        return AuthorizationRequest(
-            url=with_query(
-                f"{self.config.url('web')}/oauth/authorize",
-                {
-                    "client_id": self.config.client_id,
-                    "redirect_uri": redirect_uri,
-                    "scope": ",".join(self.scopes),
-                    "response_type": "code",
-                    "state": state,
-                },
-            )
+        return authorization_request(
+            self,
+            f"{self.config.url('web')}/oauth/authorize",
+            {
+                "redirect_uri": redirect_uri,
+                "scope": ",".join(self.scopes),
+                "response_type": "code",
+                "state": state,
+            },
         )
 
     async def exchange_code(

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import AliasChoices, BaseModel, Field, field_validator
 
-from tidings.channels.providers._common import poll, with_query
+from tidings.channels.providers._common import authorization_request, poll
 from tidings.channels.providers.base import (
     AuthorizationRequest,
     BadBodyError,
@@ -227,19 +227,16 @@ class TikTokProvider(Provider[TikTokSettings]):
         custom_instance: Mapping[str, Any] | None = None,
     ) -> AuthorizationRequest:
         """TikTok's authorization page (Login Kit for Web)."""
-        if not self.config.client_id:
-            raise ProviderError("TikTok is not configured (TIDINGS_TIKTOK_CLIENT_ID)")
-        return AuthorizationRequest(
-            url=with_query(
-                f"{self.config.url('auth')}/v2/auth/authorize/",
-                {
-                    "client_key": self.config.client_id,
-                    "scope": ",".join(self.scopes),
-                    "response_type": "code",
-                    "redirect_uri": redirect_uri,
-                    "state": state,
-                },
-            )
+        return authorization_request(
+            self,
+            f"{self.config.url('auth')}/v2/auth/authorize/",
+            {
+                "scope": ",".join(self.scopes),
+                "response_type": "code",
+                "redirect_uri": redirect_uri,
+                "state": state,
+            },
+            client_key="client_key",
         )
 
     def _client(self) -> dict[str, str]:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import AliasChoices, BaseModel, Field, field_validator
 
-from tidings.channels.providers._common import tokens_of, with_query
+from tidings.channels.providers._common import authorization_request, tokens_of
 from tidings.channels.providers.base import (
     AuthorizationRequest,
     BadBodyError,
@@ -268,24 +268,20 @@ class YouTubeProvider(Provider[YouTubeSettings]):
         custom_instance: Mapping[str, Any] | None = None,
     ) -> AuthorizationRequest:
         """Google's consent screen, asking for offline access (a refresh token)."""
-        if not self.config.client_id:
-            raise ProviderError("YouTube is not configured (TIDINGS_YOUTUBE_CLIENT_ID)")
-        return AuthorizationRequest(
-            url=with_query(
-                f"{self.config.url('auth')}/o/oauth2/v2/auth",
-                {
-                    "client_id": self.config.client_id,
-                    "redirect_uri": redirect_uri,
-                    "response_type": "code",
-                    "scope": " ".join(self.scopes),
-                    "access_type": "offline",
-                    "prompt": "consent",
-                    "include_granted_scopes": "true",
-                    "state": state,
-                    "code_challenge": code_challenge(code_verifier),
-                    "code_challenge_method": "S256",
-                },
-            )
+        return authorization_request(
+            self,
+            f"{self.config.url('auth')}/o/oauth2/v2/auth",
+            {
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "scope": " ".join(self.scopes),
+                "access_type": "offline",
+                "prompt": "consent",
+                "include_granted_scopes": "true",
+                "state": state,
+                "code_challenge": code_challenge(code_verifier),
+                "code_challenge_method": "S256",
+            },
         )
 
     async def exchange_code(
