@@ -447,3 +447,71 @@ async def test_unconfigured_providers_name_the_settings_to_set(
     monkeypatch.setenv("TIDINGS_DISCORD_BOT_TOKEN", "bot")
     form = discord_form((await client.get("/channels")).text)
     assert "data-missing-config" not in form and "Continue to Discord" in form
+
+
+def test_next_clock_change_of_a_zone() -> None:
+    from datetime import UTC, date, datetime
+    from zoneinfo import ZoneInfo
+
+    from tidings.web.channels_pages import next_offset_change
+
+    paris = ZoneInfo("Europe/Paris")
+    spring = next_offset_change(paris, datetime(2025, 1, 15, tzinfo=UTC))
+    assert spring is not None and spring.on == date(2025, 3, 30) and spring.minutes == 60
+    assert spring.shift == "an hour later"
+    # A minute before the change, still that change; a minute after, the autumn one.
+    assert next_offset_change(paris, datetime(2025, 3, 30, 0, 59, tzinfo=UTC)) == spring
+    autumn = next_offset_change(paris, datetime(2025, 3, 30, 1, 1, tzinfo=UTC))
+    assert (
+        autumn is not None and autumn.on == date(2025, 10, 26) and autumn.shift == "an hour earlier"
+    )
+    lord_howe = next_offset_change(
+        ZoneInfo("Australia/Lord_Howe"), datetime(2025, 1, 1, tzinfo=UTC)
+    )
+    assert lord_howe is not None and lord_howe.shift == "30 minutes earlier"
+    assert next_offset_change(ZoneInfo("Asia/Tokyo")) is None
+    assert next_offset_change(ZoneInfo("UTC")) is None
+
+
+async def test_posting_times_show_their_utc_time_and_the_next_clock_change(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import update
+
+    from tidings.accounts.models import User
+    from tidings.web.channels_pages import next_offset_change
+
+    zone = "America/New_York"
+    await db.execute(update(User).where(User.id == tenant.user_id).values(timezone_name=zone))
+    db.add(
+        Integration(
+            organization_id=tenant.org_id,
+            internal_id="dst-1",
+            name="Clocked",
+            provider_identifier="mastodon",
+            type="social",
+            token="t",
+            posting_times=[{"time": 13 * 60}],
+        )
+    )
+    await db.flush()
+    await _sign_in_cookie(client, tenant)
+    page = await client.get("/channels")
+    offset = datetime.now(UTC).astimezone(ZoneInfo(zone)).utcoffset()
+    assert offset is not None
+    local_hour = 13 + int(offset.total_seconds() // 3600)  # 08:00 or 09:00
+    times = re.search(
+        r"<span class=\"muted small\" data-posting-times>(.*?)</span>\s*</p>", page.text, re.S
+    )
+    assert times, "no posting times"
+    assert (
+        re.sub(r"<[^>]+>", "", times.group(1)) == f"Posting times: {local_hour:02d}:00 (13:00 UTC)"
+    )
+    change = next_offset_change(ZoneInfo(zone))
+    assert change is not None
+    assert f"From {change.on.strftime('%-d %B %Y')} your clocks change" in page.text
+    assert f"they will show {change.shift} (the UTC time stays)" in page.text
+    assert f"today's offset (UTC-{13 - local_hour:02d}:00)" in page.text

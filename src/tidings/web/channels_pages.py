@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -40,6 +42,51 @@ def local_slot(minute_utc: int, offset: int) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
+@dataclass(frozen=True)
+class OffsetChange:
+    """The next time the viewer's clocks change: from ``on`` (a local date) posting times,
+    which are kept in UTC, show ``minutes`` later (negative: earlier) than today."""
+
+    on: date
+    minutes: int
+
+    @property
+    def shift(self) -> str:
+        """``"an hour later"``, ``"30 minutes earlier"``..."""
+        size = abs(self.minutes)
+        if size == 60:
+            amount = "an hour"
+        elif size % 60 == 0:
+            amount = f"{size // 60} hours"
+        else:
+            amount = f"{size} minutes"
+        return f"{amount} {'later' if self.minutes > 0 else 'earlier'}"
+
+
+def next_offset_change(tz: ZoneInfo, now: datetime | None = None) -> OffsetChange | None:
+    """When ``tz``'s UTC offset next changes within a year (daylight saving), or None."""
+    start = (now or datetime.now(UTC)).astimezone(UTC)
+    today = start.astimezone(tz).utcoffset()
+    step = timedelta(hours=6)
+    moment = start
+    for _ in range(366 * 4):
+        later = moment + step
+        offset = later.astimezone(tz).utcoffset()
+        if offset != today and offset is not None and today is not None:
+            # Narrow the six hours down to the minute the clocks change.
+            low, high = moment, later
+            while high - low > timedelta(minutes=1):
+                mid = low + (high - low) / 2
+                if mid.astimezone(tz).utcoffset() == today:
+                    low = mid
+                else:
+                    high = mid
+            minutes = int((offset - today).total_seconds() // 60)
+            return OffsetChange(on=high.astimezone(tz).date(), minutes=minutes)
+        moment = later
+    return None
+
+
 @router.get("/channels")
 async def channels_page(
     request: Request,
@@ -66,6 +113,7 @@ async def channels_page(
                 "status": status,
                 "status_label": label,
                 "slots": [local_slot(t.time, offset) for t in row.posting_times],
+                "utc_slots": [local_slot(t.time, 0) for t in row.posting_times],
             }
         )
     providers = channels.list_providers()
@@ -87,4 +135,12 @@ async def channels_page(
         welcome=bool(welcome),
         connect_error=connect_error,
         utc_offset=offset,
+        utc_offset_label=_offset_label(offset),
+        offset_change=next_offset_change(page.tz),
+        shows_utc=offset != 0 or page.tz.key != "UTC",
     )
+
+
+def _offset_label(minutes: int) -> str:
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
