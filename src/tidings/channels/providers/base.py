@@ -65,7 +65,8 @@ Methods (``async`` where they talk to the platform)::
 
 Helpers: :func:`new_code_verifier`, :func:`code_challenge` (PKCE S256), :func:`config_from_env`,
 :func:`default_http_client`, :func:`token_set` (OAuth token response -> TokenSet),
-``Provider.oauth_token`` (token endpoint call with exchange/refresh error mapping).
+``Provider.oauth_token`` (token endpoint call with exchange/refresh error mapping),
+``Provider.refresh_grant`` (the refresh_token grant), ``Provider.client_auth`` (Basic auth).
 
 For "oauth" providers that need a user-given instance (Mastodon), ``fields`` lists the inputs
 ``authorization_url(custom_instance=...)`` takes. ``PostPart.idempotency_key`` (optional, stable
@@ -1015,22 +1016,29 @@ class Provider(ABC, Generic[SettingsT]):
             **kwargs,
         )
 
+    def client_auth(self) -> httpx.BasicAuth:
+        """The client id and secret as HTTP Basic credentials (for token endpoints)."""
+        return httpx.BasicAuth(self.config.client_id or "", self.config.client_secret or "")
+
     async def oauth_token(
         self,
         url: str,
         data: Mapping[str, str],
         *,
         purpose: Literal["exchange", "refresh"],
+        refused: tuple[type[ProviderError], ...] = (),
         **kwargs: Any,
     ) -> dict[str, Any]:
         """POST a form to an OAuth 2 token endpoint and return its JSON.
 
-        A refused grant (400/401/403) is a ConnectError for a code exchange and a
+        A refused grant (400/401/403, and the errors in ``refused`` where the platform's
+        classification says more) is a ConnectError for a code exchange and a
         DisconnectedError for a refresh (the grant is gone: reconnect); 429/5xx stay retryable.
         """
+        refusals: tuple[type[ProviderError], ...] = (BadBodyError, RefreshTokenError, *refused)
         try:
             response = await self.request("POST", url, data=dict(data), idempotent=True, **kwargs)
-        except (BadBodyError, RefreshTokenError) as exc:
+        except refusals as exc:
             if purpose == "exchange":
                 raise ConnectError(
                     f"{self.display_name} refused the authorization: {exc.message}",
@@ -1046,6 +1054,27 @@ class Provider(ABC, Generic[SettingsT]):
         if not isinstance(body, dict):
             raise RetryableError(f"{self.display_name} token endpoint answered unexpected JSON")
         return body
+
+    async def refresh_grant(
+        self,
+        credentials: ChannelCredentials,
+        url: str,
+        *,
+        expired: str,
+        form: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> TokenSet:
+        """OAuth 2's ``refresh_token`` grant at ``url`` (``form`` adds fields such as client
+        credentials; ``kwargs`` go to :meth:`oauth_token`). Without a stored refresh token the
+        grant is gone: DisconnectedError with the ``expired`` message."""
+        if not credentials.refresh_token:
+            raise DisconnectedError(expired)
+        data = {
+            "grant_type": "refresh_token",
+            "refresh_token": credentials.refresh_token,
+            **(form or {}),
+        }
+        return token_set(await self.oauth_token(url, data, purpose="refresh", **kwargs))
 
     async def check_user_url(self, url: str) -> None:
         """Run the injected URL guard on a user-given base URL (no-op without a guard)."""

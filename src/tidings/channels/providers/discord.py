@@ -244,9 +244,6 @@ class DiscordProvider(Provider[DiscordSettings]):
             },
         )
 
-    def _client_auth(self) -> httpx.BasicAuth:
-        return httpx.BasicAuth(self.config.client_id or "", self.config.client_secret or "")
-
     async def exchange_code(
         self,
         code: str,
@@ -260,7 +257,7 @@ class DiscordProvider(Provider[DiscordSettings]):
             f"{self.config.url('api')}/oauth2/token",
             {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri},
             purpose="exchange",
-            auth=self._client_auth(),
+            auth=self.client_auth(),
         )
         guild = data.get("guild")
         if not isinstance(guild, dict) or not guild.get("id"):
@@ -286,15 +283,12 @@ class DiscordProvider(Provider[DiscordSettings]):
 
     async def refresh(self, credentials: ChannelCredentials) -> TokenSet:
         """Refresh the user's OAuth token (the bot keeps posting regardless)."""
-        if not credentials.refresh_token:
-            raise DisconnectedError("The Discord authorization expired; reconnect the channel")
-        data = await self.oauth_token(
+        return await self.refresh_grant(
+            credentials,
             f"{self.config.url('api')}/oauth2/token",
-            {"grant_type": "refresh_token", "refresh_token": credentials.refresh_token},
-            purpose="refresh",
-            auth=self._client_auth(),
+            expired="The Discord authorization expired; reconnect the channel",
+            auth=self.client_auth(),
         )
-        return token_set(data)
 
     async def list_choices(self, credentials: ChannelCredentials) -> list[Choice]:
         """The server's text and announcement channels."""

@@ -147,9 +147,6 @@ class PinterestProvider(Provider[PinterestSettings]):
     def _auth(token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}
 
-    def _client_auth(self) -> httpx.BasicAuth:
-        return httpx.BasicAuth(self.config.client_id or "", self.config.client_secret or "")
-
     # ---- connecting -----------------------------------------------------------------------
 
     async def authorization_url(
@@ -187,7 +184,7 @@ class PinterestProvider(Provider[PinterestSettings]):
                 "redirect_uri": redirect_uri,
             },
             purpose="exchange",
-            auth=self._client_auth(),
+            auth=self.client_auth(),
         )
         tokens = token_set(data)
         account = json_body(
@@ -206,18 +203,12 @@ class PinterestProvider(Provider[PinterestSettings]):
 
     async def refresh(self, credentials: ChannelCredentials) -> TokenSet:
         """A new access token; the refresh token comes back only when it was renewed."""
-        if not credentials.refresh_token:
-            raise DisconnectedError("The Pinterest authorization expired; reconnect the channel")
-        data = await self.oauth_token(
+        return await self.refresh_grant(
+            credentials,
             self._api("oauth/token"),
-            {
-                "grant_type": "refresh_token",
-                "refresh_token": credentials.refresh_token,
-            },
-            purpose="refresh",
-            auth=self._client_auth(),
+            expired="The Pinterest authorization expired; reconnect the channel",
+            auth=self.client_auth(),
         )
-        return token_set(data)
 
     @tool("boards")
     async def boards_tool(

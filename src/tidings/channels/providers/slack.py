@@ -70,6 +70,9 @@ DISCONNECT_ERRORS = frozenset(
         "invalid_refresh_token",
     }
 )
+# At oauth.v2.access, those (invalid_refresh_token, team_access_not_granted, ...) are refusals
+# of the grant like any bad request.
+GRANT_REFUSALS = (DisconnectedError,)
 RETRY_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
@@ -229,28 +232,8 @@ class SlackProvider(Provider[SlackSettings]):
             },
         )
 
-    async def _token_call(self, form: Mapping[str, str], *, purpose: str) -> dict[str, Any]:
-        try:
-            response = await self.request(
-                "POST",
-                f"{self.config.url('api')}/oauth.v2.access",
-                data=dict(form),
-                auth=httpx.BasicAuth(self.config.client_id or "", self.config.client_secret or ""),
-                idempotent=True,
-            )
-        except (BadBodyError, RefreshTokenError, DisconnectedError) as exc:
-            if purpose == "exchange":
-                raise ConnectError(
-                    f"Slack refused the authorization: {exc.message}",
-                    status_code=exc.status_code,
-                    excerpt=exc.excerpt,
-                ) from exc
-            raise DisconnectedError(
-                f"Slack refused to refresh the token: {exc.message}",
-                status_code=exc.status_code,
-                excerpt=exc.excerpt,
-            ) from exc
-        return dict(json_body(response))
+    def _token_url(self) -> str:
+        return f"{self.config.url('api')}/oauth.v2.access"
 
     async def exchange_code(
         self,
@@ -260,8 +243,12 @@ class SlackProvider(Provider[SlackSettings]):
         custom_instance_details: Mapping[str, Any] | None = None,
     ) -> ConnectedAccount:
         """``oauth.v2.access``, then the workspace's name and icon; the channel comes next."""
-        data = await self._token_call(
-            {"code": code, "redirect_uri": redirect_uri}, purpose="exchange"
+        data = await self.oauth_token(
+            self._token_url(),
+            {"code": code, "redirect_uri": redirect_uri},
+            purpose="exchange",
+            auth=self.client_auth(),
+            refused=GRANT_REFUSALS,
         )
         tokens = token_set(data)
         team = await self._team(tokens.access_token)
@@ -278,13 +265,13 @@ class SlackProvider(Provider[SlackSettings]):
 
     async def refresh(self, credentials: ChannelCredentials) -> TokenSet:
         """Rotate the token (workspaces with token rotation only)."""
-        if not credentials.refresh_token:
-            raise DisconnectedError("The Slack token is no longer valid; reconnect the channel")
-        data = await self._token_call(
-            {"grant_type": "refresh_token", "refresh_token": credentials.refresh_token},
-            purpose="refresh",
+        return await self.refresh_grant(
+            credentials,
+            self._token_url(),
+            expired="The Slack token is no longer valid; reconnect the channel",
+            auth=self.client_auth(),
+            refused=GRANT_REFUSALS,
         )
-        return token_set(data)
 
     async def list_choices(self, credentials: ChannelCredentials) -> list[Choice]:
         """The workspace's channels the app can see (public ones, private ones it is in)."""

@@ -284,18 +284,12 @@ class TikTokProvider(Provider[TikTokSettings]):
 
     async def refresh(self, credentials: ChannelCredentials) -> TokenSet:
         """A new access token (and possibly a new refresh token)."""
-        if not credentials.refresh_token:
-            raise DisconnectedError("The TikTok authorization expired; reconnect the channel")
-        data = await self.oauth_token(
+        return await self.refresh_grant(
+            credentials,
             self._api("oauth/token"),
-            {
-                **self._client(),
-                "grant_type": "refresh_token",
-                "refresh_token": credentials.refresh_token,
-            },
-            purpose="refresh",
+            expired="The TikTok authorization expired; reconnect the channel",
+            form=self._client(),
         )
-        return token_set(data)
 
     # ---- publishing -----------------------------------------------------------------------
 

@@ -312,19 +312,15 @@ class YouTubeProvider(Provider[YouTubeSettings]):
 
     async def refresh(self, credentials: ChannelCredentials) -> TokenSet:
         """A new access token; Google keeps the refresh token (none comes back)."""
-        if not credentials.refresh_token:
-            raise DisconnectedError("The YouTube authorization expired; reconnect the channel")
-        data = await self.oauth_token(
+        return await self.refresh_grant(
+            credentials,
             f"{self.config.url('token')}/token",
-            {
-                "grant_type": "refresh_token",
-                "refresh_token": credentials.refresh_token,
+            expired="The YouTube authorization expired; reconnect the channel",
+            form={
                 "client_id": self.config.client_id or "",
                 "client_secret": self.config.client_secret or "",
             },
-            purpose="refresh",
         )
-        return token_set(data)
 
     async def list_choices(self, credentials: ChannelCredentials) -> list[Choice]:
         """The channels the authorized account manages."""
