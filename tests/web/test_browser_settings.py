@@ -1,6 +1,6 @@
 """In a real browser: the media library (upload with progress, alt text, delete), webhooks
-(add, send a test to a loopback receiver, delivery log), RSS auto-posts, signatures in the
-composer, and posting-time sets."""
+(add, send a test to a loopback receiver, delivery log), a Make connector, RSS auto-posts,
+signatures in the composer, and posting-time sets."""
 
 from __future__ import annotations
 
@@ -109,6 +109,22 @@ async def test_media_library_and_automation_settings(browser: Any, live: LiveApp
             log = page.locator("[data-webhook]", has_text="Our CRM").locator("table")
             await expect(log).to_contain_text("webhook.test")
             await screenshot(page, "17-settings-webhooks")
+
+            # ---- connectors (Make: its API key rides in x-make-apikey) --------------------
+            await page.get_by_role("link", name="Connectors").click()
+            await page.get_by_label("Service").select_option(label="Make")
+            await page.get_by_label("API key").fill("make-key-0000-4321")
+            await page.get_by_label("Webhook URL").fill(receiver.url("/hook"))
+            await page.get_by_role("button", name="Add connector").click()
+            connector = page.locator("[data-connector=make]")
+            await expect(connector).to_contain_text("API key …4321")
+            await expect(connector).to_contain_text("x-make-apikey")
+            await connector.get_by_role("button", name="Send test").click()
+            await expect(connector.locator("[data-test-result]")).to_contain_text(
+                "Test event delivered: the endpoint answered 200"
+            )
+            assert receiver.last("POST", "/hook").headers["x-make-apikey"] == "make-key-0000-4321"
+            await screenshot(page, "17b-settings-connectors")
 
             # ---- RSS auto-posts -------------------------------------------------------------
             await page.goto("/settings/autopost")

@@ -129,6 +129,7 @@ async def test_pages_render_for_the_callers_organization_only(
         "/settings/api-key",
         "/notifications",
         "/settings/webhooks",
+        "/settings/connectors",
         "/settings/autopost",
         "/settings/signatures",
         "/settings/sets",
@@ -515,3 +516,60 @@ async def test_posting_times_show_their_utc_time_and_the_next_clock_change(
     assert f"From {change.on.strftime('%-d %B %Y')} your clocks change" in page.text
     assert f"they will show {change.shift} (the UTC time stays)" in page.text
     assert f"today's offset (UTC-{13 - local_hour:02d}:00)" in page.text
+
+
+async def test_connectors_page_never_shows_the_key(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    test_database: Any,
+    db: AsyncSession,
+) -> None:
+    key = "n8n-secret-key-123456789"
+    made = await client.post(
+        "/api/third-party",
+        json={
+            "provider": "n8n",
+            "api_key": key,
+            "webhook_url": "https://93.184.215.14/webhook/tidings",
+            "events": ["post.published"],
+            "config": {"auth_header": "x-tidings-key"},
+        },
+        headers=tenant.headers,
+    )
+    assert made.status_code == 201, made.text
+    secret = made.json()["signing_secret"]
+    await _sign_in_cookie(client, tenant)
+    page = await client.get("/settings/connectors")
+    assert page.status_code == 200
+    assert "https://93.184.215.14/webhook/tidings" in page.text
+    assert "API key …6789" in page.text and "<code>x-tidings-key</code>" in page.text
+    assert "Events: post.published" in page.text and key not in page.text
+    assert f'value="{secret}"' in page.text  # admins copy the signing secret
+    assert 'data-api-action="/api/third-party/' in page.text and "Add connector" in page.text
+    assert 'href="/settings/connectors" aria-current="page"' in page.text
+    assert "Resume deliveries" not in page.text
+    # Deliveries stopped after failures: said so, with the way to resume them.
+    from sqlalchemy import update
+
+    from tidings.automation.models import Webhooks
+
+    await db.execute(
+        update(Webhooks).where(Webhooks.third_party_id == made.json()["id"]).values(enabled=False)
+    )
+    stopped = await client.get("/settings/connectors")
+    assert "Deliveries stopped after failures" in stopped.text
+    assert "Resume deliveries" in stopped.text
+
+    member = await _add_user_member(test_database, tenant)
+    client.cookies.set("tidings_session", member.token)
+    seen = await client.get("/settings/connectors")
+    assert "https://93.184.215.14/webhook/tidings" in seen.text
+    assert secret not in seen.text and key not in seen.text
+    assert "data-api-action" not in seen.text and "Add connector" not in seen.text
+    assert "Only admins can add or change connectors." in seen.text
+
+    client.cookies.set("tidings_session", other_tenant.token)
+    client.cookies.set("tidings_org", other_tenant.org_id)
+    other = await client.get("/settings/connectors")
+    assert "93.184.215.14" not in other.text and "No connectors yet." in other.text

@@ -1,5 +1,6 @@
-"""Settings pages built on the automation and posts APIs (webhooks with their delivery log, RSS
-auto-posts, signatures, posting-time sets) and the media library."""
+"""Settings pages built on the automation and posts APIs (webhooks with their delivery log,
+n8n/Make/Zapier connectors, RSS auto-posts, signatures, posting-time sets) and the media
+library."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.responses import Response
 from tidings.accounts.auth import DbSession
 from tidings.automation import autopost as autopost_service
 from tidings.automation import service as webhooks_service
+from tidings.automation import third_party
 from tidings.automation.events import EVENT_TYPES
 from tidings.channels import service as channels_service
 from tidings.core.tenancy import OrgId
@@ -47,6 +49,31 @@ async def webhooks_page(request: Request, page: Page, db: DbSession) -> Response
         deliveries=deliveries,
         event_types=EVENT_TYPES,
         channel_names=await _channel_names(db, org_id),
+    )
+
+
+CONNECTOR_NAMES = {"n8n": "n8n", "make": "Make", "zapier": "Zapier"}
+
+
+@router.get("/settings/connectors")
+async def connectors_page(request: Request, page: Page, db: DbSession) -> Response:
+    """n8n, Make and Zapier connectors: the organization's events to a workflow's webhook,
+    each with its delivery log and a "send test" action."""
+    org_id = OrgId(page.caller.organization_id)
+    connectors = await third_party.list_connectors(db, org_id, show_secret=page.is_admin)
+    deliveries = {
+        c.id: await third_party.deliveries_of(db, org_id, c.id, limit=DELIVERIES_SHOWN)
+        for c in connectors
+    }
+    return render(
+        request,
+        "settings/connectors.html",
+        page,
+        connectors=connectors,
+        deliveries=deliveries,
+        event_types=EVENT_TYPES,
+        providers=[(p, CONNECTOR_NAMES.get(p, p)) for p in third_party.PROVIDERS],
+        names=CONNECTOR_NAMES,
     )
 
 

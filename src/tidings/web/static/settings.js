@@ -1,5 +1,5 @@
-/* Small helpers of the settings and media pages: a set's time rows, webhook test results and
- * uploads to the library with progress. */
+/* Small helpers of the settings and media pages: a set's time rows, webhook and connector test
+ * results, a connector's events, and uploads to the library with progress. */
 (function () {
   "use strict";
   var T = window.Tidings;
@@ -35,7 +35,15 @@
     });
   }
 
-  /* ---- webhooks: what the endpoint answered to the test ------------------------------ */
+  /* ---- connectors: events only go with a webhook URL ---------------------------------- */
+  var connectorForm = document.querySelector("form[data-connector-form]");
+  if (connectorForm) {
+    connectorForm.addEventListener("tidings:serialize", function (ev) {
+      if (!ev.detail.body.webhook_url) delete ev.detail.body.events;
+    });
+  }
+
+  /* ---- webhooks (and connectors): what the endpoint answered to the test ------------- */
   document.addEventListener("tidings:success", function (ev) {
     if (ev.detail.how !== "webhook-test") return;
     ev.preventDefault();
