@@ -31,6 +31,7 @@ from tidings.channels.providers.base import (
     json_body,
     parse_retry_after,
     response_excerpt,
+    response_json,
     response_message,
     token_set,
 )
@@ -78,10 +79,7 @@ def graph_error(response: httpx.Response, platform: str) -> ProviderError | None
     status = response.status_code
     if status < 400:
         return None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = response_json(response)
     error = body.get("error") if isinstance(body, dict) else None
     error = error if isinstance(error, dict) else {}
     code = error.get("code")

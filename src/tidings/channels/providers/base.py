@@ -224,12 +224,17 @@ def response_excerpt(response: httpx.Response) -> str:
     return text[:EXCERPT_LENGTH]
 
 
+def response_json(response: httpx.Response) -> Any:
+    """The JSON of an answer (an error answer too), or None when it is not JSON."""
+    try:
+        return response.json()
+    except (ValueError, httpx.ResponseNotRead):
+        return None
+
+
 def response_message(response: httpx.Response) -> str:
     """The platform's own error message, found in the usual JSON shapes, else the body start."""
-    try:
-        data = response.json()
-    except (ValueError, httpx.ResponseNotRead):
-        data = None
+    data = response_json(response)
     message = _find_message(data)
     if message:
         return message

@@ -41,6 +41,7 @@ from tidings.channels.providers.base import (
     json_body,
     parse_retry_after,
     response_excerpt,
+    response_json,
 )
 
 GRAPHEME = regex.compile(r"\X")
@@ -161,10 +162,7 @@ class BlueskyProvider(Provider[BlueskySettings]):
     def classify_error(self, response: httpx.Response) -> ProviderError | None:
         if response.status_code < 400:
             return None
-        try:
-            data = response.json()
-        except ValueError:
-            data = {}
+        data = response_json(response)
         error = data.get("error") if isinstance(data, dict) else None
         message = (data.get("message") if isinstance(data, dict) else None) or error
         status = response.status_code

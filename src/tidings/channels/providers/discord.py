@@ -51,6 +51,7 @@ from tidings.channels.providers.base import (
     json_body,
     parse_retry_after,
     response_excerpt,
+    response_json,
     response_message,
     token_set,
     tool,
@@ -152,10 +153,7 @@ class DiscordProvider(Provider[DiscordSettings]):
         status = response.status_code
         if status < 400:
             return None
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
+        data = response_json(response)
         data = data if isinstance(data, dict) else {}
         code = data.get("code")
         # REST errors carry {code, message, errors}; the OAuth endpoints {error, error_description}.

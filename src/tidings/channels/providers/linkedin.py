@@ -43,6 +43,7 @@ from tidings.channels.providers.base import (
     json_body,
     parse_retry_after,
     response_excerpt,
+    response_json,
     response_message,
     token_set,
     tool,
@@ -118,10 +119,7 @@ class LinkedInProvider(Provider[LinkedInSettings]):
         status = response.status_code
         if status < 400:
             return None
-        try:
-            data = response.json()
-        except ValueError:
-            data = {}
+        data = response_json(response)
         data = data if isinstance(data, dict) else {}
         message = f"LinkedIn: {response_message(response)}"
         excerpt = response_excerpt(response)

@@ -38,6 +38,7 @@ from tidings.channels.providers.base import (
     json_body,
     parse_retry_after,
     response_excerpt,
+    response_json,
     response_message,
     token_set,
     tool,
@@ -118,10 +119,7 @@ class PinterestProvider(Provider[PinterestSettings]):
         status = response.status_code
         if status < 400:
             return None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = response_json(response)
         code = body.get("code") if isinstance(body, dict) else None
         message = f"Pinterest: {response_message(response)}"
         excerpt = response_excerpt(response)

@@ -51,6 +51,7 @@ from tidings.channels.providers.base import (
     json_body,
     parse_retry_after,
     response_excerpt,
+    response_json,
     token_set,
     tool,
 )
@@ -135,10 +136,7 @@ class SlackProvider(Provider[SlackSettings]):
         status = response.status_code
         data: Any = None
         if "json" in response.headers.get("content-type", ""):
-            try:
-                data = response.json()
-            except ValueError:
-                data = None
+            data = response_json(response)
         code = data.get("error") if isinstance(data, dict) and data.get("ok") is False else None
         if status < 400 and code is None:
             return None

@@ -42,6 +42,7 @@ from tidings.channels.providers.base import (
     json_body,
     parse_retry_after,
     response_excerpt,
+    response_json,
     response_message,
 )
 
@@ -131,10 +132,7 @@ class TelegramProvider(Provider[TelegramSettings]):
 
     def classify_error(self, response: httpx.Response) -> ProviderError | None:
         status = response.status_code
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = response_json(response)
         data: dict[str, Any] = body if isinstance(body, dict) else {}
         if status < 400 and data.get("ok") is not False:
             return None

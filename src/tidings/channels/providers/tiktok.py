@@ -41,6 +41,7 @@ from tidings.channels.providers.base import (
     json_body,
     parse_retry_after,
     response_excerpt,
+    response_json,
     response_message,
     token_set,
 )
@@ -160,10 +161,7 @@ class TikTokProvider(Provider[TikTokSettings]):
 
     def classify_error(self, response: httpx.Response) -> ProviderError | None:
         status = response.status_code
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = response_json(response)
         data: dict[str, Any] = body if isinstance(body, dict) else {}
         error = data.get("error")
         if isinstance(error, dict):

@@ -42,6 +42,7 @@ from tidings.channels.providers.base import (
     json_body,
     parse_retry_after,
     response_excerpt,
+    response_json,
     response_message,
     token_set,
 )
@@ -154,10 +155,7 @@ class XProvider(Provider[XSettings]):
         status = response.status_code
         if status < 400:
             return None
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
+        data = response_json(response)
         message = None
         if isinstance(data, dict):
             errors = data.get("errors")

@@ -43,6 +43,7 @@ from tidings.channels.providers.base import (
     json_body,
     parse_retry_after,
     response_excerpt,
+    response_json,
     response_message,
     token_set,
     tool,
@@ -186,10 +187,7 @@ class YouTubeProvider(Provider[YouTubeSettings]):
         status = response.status_code
         if status < 400:
             return None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = response_json(response)
         error = body.get("error") if isinstance(body, dict) else None
         reasons: set[str] = set()
         if isinstance(error, dict):
