@@ -1,5 +1,5 @@
-"""Small helpers shared by the chat/video/Meta providers (discord, slack, telegram, threads,
-facebook, instagram, youtube, tiktok, pinterest). Not a provider module: the registry skips
+"""Small helpers shared by the providers (authorization URLs, polling until the platform has
+processed something, media file names, timestamps). Not a provider module: the registry skips
 modules whose name starts with an underscore."""
 
 from __future__ import annotations
@@ -116,12 +116,16 @@ async def poll(
     interval: float,
     give_up_after: float,
     what: str,
+    wait_first: bool = False,
 ) -> T:
-    """Call ``check`` every ``interval`` seconds until it returns something.
+    """Call ``check`` every ``interval`` seconds until it returns something (``wait_first``:
+    the first call too comes after ``interval``, when the platform said it is processing).
 
     RetryableError after ``give_up_after`` seconds: the platform is still processing, so the
     whole publish is tried again later."""
     deadline = time.monotonic() + give_up_after
+    if wait_first:
+        await asyncio.sleep(interval)
     while True:
         result = await check()
         if result is not None:

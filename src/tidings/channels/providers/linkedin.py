@@ -11,8 +11,6 @@ is picked.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlencode
@@ -20,6 +18,7 @@ from urllib.parse import quote, urlencode
 import httpx
 from pydantic import BaseModel, Field
 
+from tidings.channels.providers._common import poll
 from tidings.channels.providers.base import (
     AuthorizationRequest,
     BadBodyError,
@@ -320,20 +319,25 @@ class LinkedInProvider(Provider[LinkedInSettings]):
         return video
 
     async def _wait_video(self, credentials: ChannelCredentials, video: str) -> None:
-        deadline = time.monotonic() + self.video_poll_timeout
         url = f"{self.config.url('api')}/rest/videos/{quote(video, safe='')}"
-        while True:
+
+        async def check() -> bool | None:
             response = await self.request(
                 "GET", url, headers=self._headers(credentials.access_token)
             )
             status = json_body(response).get("status")
             if status == "AVAILABLE":
-                return
+                return True
             if status == "PROCESSING_FAILED":
                 raise BadBodyError("LinkedIn could not process the video")
-            if time.monotonic() > deadline:
-                raise RetryableError(f"LinkedIn is still processing {video}")
-            await asyncio.sleep(self.video_poll_interval)
+            return None
+
+        await poll(
+            check,
+            interval=self.video_poll_interval,
+            give_up_after=self.video_poll_timeout,
+            what=f"LinkedIn video {video}",
+        )
 
     # ---- publishing ---------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ may answer 202 while a video is processed: the provider polls ``GET /api/v1/medi
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ import httpx
 import regex
 from pydantic import BaseModel, Field
 
+from tidings.channels.providers._common import poll
 from tidings.channels.providers.base import (
     AuthorizationRequest,
     BadBodyError,
@@ -346,16 +346,22 @@ class MastodonProvider(Provider[MastodonSettings]):
         return media_id
 
     async def _wait_processed(self, instance: str, auth: dict[str, str], media_id: str) -> None:
-        deadline = time.monotonic() + self.media_poll_timeout
-        while True:
-            await asyncio.sleep(self.media_poll_interval)
+        async def check() -> bool | None:
             response = await self.request(
                 "GET", f"{instance}/api/v1/media/{media_id}", headers=auth
             )
             if response.status_code == 200 and json_body(response).get("url"):
-                return
-            if time.monotonic() > deadline:
-                raise RetryableError(f"Mastodon is still processing media {media_id}")
+                return True
+            return None
+
+        # The upload answered 202 (processing): asking at once would only hear it again.
+        await poll(
+            check,
+            interval=self.media_poll_interval,
+            give_up_after=self.media_poll_timeout,
+            what=f"Mastodon media {media_id}",
+            wait_first=True,
+        )
 
     async def _post(
         self,
