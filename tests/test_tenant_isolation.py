@@ -49,10 +49,10 @@ from tidings.orgs.service import rotate_api_key
 _SKIP_METHODS = {"HEAD", "OPTIONS"}
 
 _AUTH_KINDS: list[tuple[str, Callable[..., Any]]] = [
-    ("api_key", auth._api_key_org),
+    ("api_key", auth.resolve_api_key_org),
     ("super_admin", auth._super_admin),
-    ("member", auth._member),
-    ("user", auth._active_session),
+    ("member", auth.resolve_member),
+    ("user", auth.session_of_request),
 ]
 
 

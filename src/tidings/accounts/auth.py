@@ -73,7 +73,7 @@ def bearer_token(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE) or None
 
 
-async def _active_session(request: Request, db: DbSession) -> ActiveSession:
+async def session_of_request(request: Request, db: DbSession) -> ActiveSession:
     cached: ActiveSession | None = getattr(request.state, "active_session", None)
     if cached is not None:
         return cached
@@ -85,17 +85,17 @@ async def _active_session(request: Request, db: DbSession) -> ActiveSession:
     return active
 
 
-async def current_user(active: Annotated[ActiveSession, Depends(_active_session)]) -> User:
+async def current_user(active: Annotated[ActiveSession, Depends(session_of_request)]) -> User:
     """The signed-in user."""
     return active.user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
-CurrentSession = Annotated[ActiveSession, Depends(_active_session)]
+CurrentSession = Annotated[ActiveSession, Depends(session_of_request)]
 
 
-async def _member(
-    request: Request, db: DbSession, active: Annotated[ActiveSession, Depends(_active_session)]
+async def resolve_member(
+    request: Request, db: DbSession, active: Annotated[ActiveSession, Depends(session_of_request)]
 ) -> Caller:
     wanted = (
         request.headers.get(ORG_HEADER)
@@ -125,13 +125,13 @@ async def _member(
     )
 
 
-async def _admin(caller: Annotated[Caller, Depends(_member)]) -> Caller:
+async def _admin(caller: Annotated[Caller, Depends(resolve_member)]) -> Caller:
     if not caller.is_admin:
         raise Forbidden("only an admin of the organization may do this")
     return caller
 
 
-async def _api_key_org(request: Request, db: DbSession) -> Caller:
+async def resolve_api_key_org(request: Request, db: DbSession) -> Caller:
     header = request.headers.get("authorization", "").strip()
     if header.lower().startswith("bearer "):
         header = header[7:].strip()
@@ -143,12 +143,12 @@ async def _api_key_org(request: Request, db: DbSession) -> Caller:
     return Caller(organization_id=OrgId(org.id), role=Role.ADMIN, via="api_key")
 
 
-Member = Annotated[Caller, Depends(_member)]
+Member = Annotated[Caller, Depends(resolve_member)]
 Admin = Annotated[Caller, Depends(_admin)]
-ApiKeyOrg = Annotated[Caller, Depends(_api_key_org)]
+ApiKeyOrg = Annotated[Caller, Depends(resolve_api_key_org)]
 
 
-async def _super_admin(active: Annotated[ActiveSession, Depends(_active_session)]) -> User:
+async def _super_admin(active: Annotated[ActiveSession, Depends(session_of_request)]) -> User:
     # An impersonation session acts as its target, so it never holds these powers.
     if not active.user.is_super_admin or active.session.impersonator_id is not None:
         raise Forbidden("only a super admin of this instance may do this")

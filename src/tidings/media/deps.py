@@ -169,14 +169,14 @@ def request_database(request: Request) -> Database:
 async def _upload_member(request: Request) -> Caller:
     # The checks of ``Member``, on a session closed (committed) before the body is read.
     async with request_database(request).session() as session:
-        active = await auth._active_session(request, session)
-        return await auth._member(request, session, active)
+        active = await auth.session_of_request(request, session)
+        return await auth.resolve_member(request, session, active)
 
 
 async def _upload_api_key_org(request: Request) -> Caller:
     # The checks of ``ApiKeyOrg``, on a session closed before the body is read.
     async with request_database(request).session() as session:
-        return await auth._api_key_org(request, session)
+        return await auth.resolve_api_key_org(request, session)
 
 
 #: ``Member`` for upload routes: authenticated in a short unit of work of its own, so that no

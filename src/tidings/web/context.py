@@ -20,10 +20,9 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-# accounts.auth has no public "member of this request" function yet; ``_member`` is the one the
-# ``Member`` dependency runs (media's upload dependency reuses it too), so pages and the API
-# agree on which organization a request acts in.
-from tidings.accounts.auth import ORG_COOKIE, SESSION_COOKIE, Caller, DbSession, _member
+# ``resolve_member`` is what the ``Member`` dependency runs, so pages and the API agree on
+# which organization a request acts in.
+from tidings.accounts.auth import ORG_COOKIE, SESSION_COOKIE, Caller, DbSession, resolve_member
 from tidings.accounts.models import User
 from tidings.accounts.service import memberships
 from tidings.accounts.sessions import ActiveSession, resolve_session
@@ -133,7 +132,7 @@ async def viewer(request: Request, db: DbSession) -> Viewer:
         raise LoginRequired(_here(request))
     organizations = await memberships(db, active.user.id)
     try:
-        caller = await _member(request, db, active)
+        caller = await resolve_member(request, db, active)
     except NotFound:
         if request.cookies.get(ORG_COOKIE):
             raise ForgetOrganization(_here(request)) from None
@@ -141,7 +140,7 @@ async def viewer(request: Request, db: DbSession) -> Viewer:
             raise NoOrganization() from None
         # The session still names an organization the user left: act in their first one.
         await switch_organization(db, active.session, organizations[0][0].id)
-        caller = await _member(request, db, active)
+        caller = await resolve_member(request, db, active)
     except Forbidden:
         raise NoOrganization() from None
     return Viewer(
