@@ -19,6 +19,7 @@ from tidings.channels.providers._common import authorization_request, poll
 from tidings.channels.providers.base import (
     AuthorizationRequest,
     BadBodyError,
+    ChannelCredentials,
     ConnectedAccount,
     ConnectError,
     DisconnectedError,
@@ -169,30 +170,6 @@ class GraphProvider(Provider[SettingsT]):
             query["after"] = after
         return out
 
-    async def _graph_token(
-        self,
-        path: str,
-        params: Mapping[str, str],
-        *,
-        purpose: Literal["exchange", "refresh"],
-        platform: str,
-    ) -> TokenSet:
-        """A token call at ``{graph}/{path}`` (GET, no API version): Instagram and Threads
-        Login's long-lived token exchange and refresh. A refused token is a ConnectError while
-        connecting and a DisconnectedError when refreshing."""
-        try:
-            response = await self.request(
-                "GET", f"{self.config.url('graph')}/{path}", params=dict(params)
-            )
-        except (BadBodyError, RefreshTokenError) as exc:
-            error = ConnectError if purpose == "exchange" else DisconnectedError
-            raise error(
-                f"{platform} refused the token: {exc.message}",
-                status_code=exc.status_code,
-                excerpt=exc.excerpt,
-            ) from exc
-        return token_set(json_body(response))
-
     async def _permalink(self, object_id: str, token: str, field: str) -> str | None:
         """The public link of a published object; None rather than failing a done post."""
         try:
@@ -206,6 +183,74 @@ class GraphProvider(Provider[SettingsT]):
         if link.startswith("/"):
             link = self.config.url("web") + link
         return link
+
+
+class LongLivedLogin(GraphProvider[SettingsT]):
+    """Instagram and Threads Login: the code buys a short-lived token (an hour), traded at once
+    for a long-lived one (60 days, ``{prefix}_exchange_token``) that renews itself
+    (``{prefix}_refresh_token``): there is never a refresh token."""
+
+    #: The platform's name in messages (``display_name`` may say more).
+    platform: ClassVar[str]
+    #: The grant types' prefix (``ig``, ``th``).
+    grant_prefix: ClassVar[str]
+    #: The host (``config`` URL name) answering the code exchange.
+    code_host: ClassVar[str]
+
+    async def _long_lived_tokens(self, code: str, redirect_uri: str) -> TokenSet:
+        """Code -> short-lived token -> long-lived token."""
+        data = await self.oauth_token(
+            f"{self.config.url(self.code_host)}/oauth/access_token",
+            {
+                "client_id": self.config.client_id or "",
+                "client_secret": self.config.client_secret or "",
+                "grant_type": "authorization_code",
+                "redirect_uri": redirect_uri,
+                "code": code,
+            },
+            purpose="exchange",
+        )
+        # Instagram answers {"data": [{access_token, user_id, permissions}]} (flat, formerly).
+        entries = data.get("data")
+        short = entries[0] if isinstance(entries, list) and entries else data
+        return await self._token_call(
+            "access_token",
+            {
+                "grant_type": f"{self.grant_prefix}_exchange_token",
+                "client_secret": self.config.client_secret or "",
+                "access_token": str(short.get("access_token") or ""),
+            },
+            purpose="exchange",
+        )
+
+    async def refresh(self, credentials: ChannelCredentials) -> TokenSet:
+        """Renew the long-lived token itself (there is no refresh token)."""
+        return await self._token_call(
+            "refresh_access_token",
+            {
+                "grant_type": f"{self.grant_prefix}_refresh_token",
+                "access_token": credentials.access_token,
+            },
+            purpose="refresh",
+        )
+
+    async def _token_call(
+        self, path: str, params: Mapping[str, str], *, purpose: Literal["exchange", "refresh"]
+    ) -> TokenSet:
+        # GET {graph}/{path}, no API version. A refused token is a ConnectError while
+        # connecting and a DisconnectedError when refreshing.
+        try:
+            response = await self.request(
+                "GET", f"{self.config.url('graph')}/{path}", params=dict(params)
+            )
+        except (BadBodyError, RefreshTokenError) as exc:
+            error = ConnectError if purpose == "exchange" else DisconnectedError
+            raise error(
+                f"{self.platform} refused the token: {exc.message}",
+                status_code=exc.status_code,
+                excerpt=exc.excerpt,
+            ) from exc
+        return token_set(json_body(response))
 
 
 class ContainerPublishing(GraphProvider[SettingsT]):

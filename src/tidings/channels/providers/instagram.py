@@ -25,7 +25,12 @@ import regex
 from pydantic import BaseModel, Field, field_validator
 
 from tidings.channels.providers._common import authorization_request, recent, total_media_violations
-from tidings.channels.providers._graph import ContainerPublishing, FacebookLogin, graph_error
+from tidings.channels.providers._graph import (
+    ContainerPublishing,
+    FacebookLogin,
+    LongLivedLogin,
+    graph_error,
+)
 from tidings.channels.providers.base import (
     AuthorizationRequest,
     BadBodyError,
@@ -353,7 +358,7 @@ class InstagramProvider(InstagramPublishing, FacebookLogin[InstagramSettings]):
         )
 
 
-class InstagramStandaloneProvider(InstagramPublishing):
+class InstagramStandaloneProvider(InstagramPublishing, LongLivedLogin[InstagramSettings]):
     identifier = "instagram-standalone"
     display_name = "Instagram (standalone)"
     scopes = (
@@ -362,6 +367,8 @@ class InstagramStandaloneProvider(InstagramPublishing):
         "instagram_business_manage_comments",
     )
     api_version = "v21.0"
+    grant_prefix = "ig"
+    code_host = "api"
     default_urls = {
         "graph": "https://graph.instagram.com",
         "api": "https://api.instagram.com",
@@ -396,30 +403,7 @@ class InstagramStandaloneProvider(InstagramPublishing):
         custom_instance_details: Mapping[str, Any] | None = None,
     ) -> ConnectedAccount:
         """Code -> short-lived token -> long-lived token, then the professional account."""
-        data = await self.oauth_token(
-            f"{self.config.url('api')}/oauth/access_token",
-            {
-                "client_id": self.config.client_id or "",
-                "client_secret": self.config.client_secret or "",
-                "grant_type": "authorization_code",
-                "redirect_uri": redirect_uri,
-                "code": code,
-            },
-            purpose="exchange",
-        )
-        # The answer is {"data": [{access_token, user_id, permissions}]} (or flat, formerly).
-        entries = data.get("data")
-        short = entries[0] if isinstance(entries, list) and entries else data
-        tokens = await self._graph_token(
-            "access_token",
-            {
-                "grant_type": "ig_exchange_token",
-                "client_secret": self.config.client_secret or "",
-                "access_token": str(short.get("access_token") or ""),
-            },
-            purpose="exchange",
-            platform=self.platform,
-        )
+        tokens = await self._long_lived_tokens(code, redirect_uri)
         me = await self._get(
             "me", tokens.access_token, {"fields": "user_id,username,name,profile_picture_url"}
         )
@@ -430,13 +414,4 @@ class InstagramStandaloneProvider(InstagramPublishing):
             username=me.get("username"),
             picture=me.get("profile_picture_url"),
             tokens=tokens,
-        )
-
-    async def refresh(self, credentials: ChannelCredentials) -> TokenSet:
-        """Renew the long-lived token itself (there is no refresh token)."""
-        return await self._graph_token(
-            "refresh_access_token",
-            {"grant_type": "ig_refresh_token", "access_token": credentials.access_token},
-            purpose="refresh",
-            platform=self.platform,
         )

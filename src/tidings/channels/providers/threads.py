@@ -21,7 +21,7 @@ from tidings.channels.providers._common import (
     recent,
     total_media_violations,
 )
-from tidings.channels.providers._graph import ContainerPublishing
+from tidings.channels.providers._graph import ContainerPublishing, LongLivedLogin
 from tidings.channels.providers.base import (
     AuthorizationRequest,
     ChannelCredentials,
@@ -32,7 +32,6 @@ from tidings.channels.providers.base import (
     ProviderSettings,
     PublishResult,
     RuleViolation,
-    TokenSet,
 )
 
 MAX_CAROUSEL = 20
@@ -46,7 +45,7 @@ class ThreadsSettings(ProviderSettings):
     )
 
 
-class ThreadsProvider(ContainerPublishing[ThreadsSettings]):
+class ThreadsProvider(ContainerPublishing[ThreadsSettings], LongLivedLogin[ThreadsSettings]):
     identifier = "threads"
     display_name = "Threads"
     connect_kind = "oauth"
@@ -58,6 +57,8 @@ class ThreadsProvider(ContainerPublishing[ThreadsSettings]):
     default_urls = {"graph": "https://graph.threads.net", "web": "https://threads.net"}
     api_version = "v1.0"
     platform = "Threads"
+    grant_prefix = "th"
+    code_host = "graph"
     container_status_field = "status"
     container_error_field = "error_message"
     container_poll_interval = 2.0
@@ -104,27 +105,7 @@ class ThreadsProvider(ContainerPublishing[ThreadsSettings]):
         custom_instance_details: Mapping[str, Any] | None = None,
     ) -> ConnectedAccount:
         """Code -> short-lived token -> long-lived token, then the profile."""
-        short = await self.oauth_token(
-            f"{self.config.url('graph')}/oauth/access_token",
-            {
-                "client_id": self.config.client_id or "",
-                "client_secret": self.config.client_secret or "",
-                "grant_type": "authorization_code",
-                "redirect_uri": redirect_uri,
-                "code": code,
-            },
-            purpose="exchange",
-        )
-        tokens = await self._graph_token(
-            "access_token",
-            {
-                "grant_type": "th_exchange_token",
-                "client_secret": self.config.client_secret or "",
-                "access_token": str(short.get("access_token") or ""),
-            },
-            purpose="exchange",
-            platform=self.platform,
-        )
+        tokens = await self._long_lived_tokens(code, redirect_uri)
         profile = await self._get(
             "me", tokens.access_token, {"fields": "id,username,name,threads_profile_picture_url"}
         )
@@ -134,15 +115,6 @@ class ThreadsProvider(ContainerPublishing[ThreadsSettings]):
             username=str(profile.get("username") or "") or None,
             picture=profile.get("threads_profile_picture_url") or None,
             tokens=tokens,
-        )
-
-    async def refresh(self, credentials: ChannelCredentials) -> TokenSet:
-        """Renew the long-lived token itself (there is no refresh token)."""
-        return await self._graph_token(
-            "refresh_access_token",
-            {"grant_type": "th_refresh_token", "access_token": credentials.access_token},
-            purpose="refresh",
-            platform=self.platform,
         )
 
     # ---- publishing -----------------------------------------------------------------------
