@@ -229,20 +229,13 @@ class BlueskyProvider(Provider[BlueskySettings]):
         if not service.startswith(("https://", "http://")):
             raise ConnectError("Service URL must start with https://")
         await self.check_user_url(service)
-        try:
-            session = await self._xrpc(
-                "POST",
-                service,
-                "com.atproto.server.createSession",
-                json={"identifier": fields["identifier"], "password": fields["password"]},
-                idempotent=True,
-            )
-        except (RefreshTokenError, BadBodyError) as exc:
-            raise ConnectError(
-                f"Bluesky refused the login: {exc.message}",
-                status_code=exc.status_code,
-                excerpt=exc.excerpt,
-            ) from exc
+        session = await self._create_session(
+            service,
+            fields["identifier"],
+            fields["password"],
+            refused=ConnectError,
+            message="Bluesky refused the login",
+        )
         tokens = self._tokens(session)
         did = str(session["did"])
         profile = await self._xrpc(
@@ -285,21 +278,37 @@ class BlueskyProvider(Provider[BlueskySettings]):
         details = credentials.custom_instance_details or {}
         if not details.get("identifier") or not details.get("password"):
             raise DisconnectedError("Bluesky session expired; reconnect the channel")
+        session = await self._create_session(
+            service,
+            details["identifier"],
+            details["password"],
+            refused=DisconnectedError,
+            message="Bluesky no longer accepts the app password",
+        )
+        return self._tokens(session)
+
+    async def _create_session(
+        self,
+        service: str,
+        identifier: str,
+        password: str,
+        *,
+        refused: type[ProviderError],
+        message: str,
+    ) -> Any:
+        """Log in with the app password; a refused login raises ``refused`` with ``message``."""
         try:
-            session = await self._xrpc(
+            return await self._xrpc(
                 "POST",
                 service,
                 "com.atproto.server.createSession",
-                json={"identifier": details["identifier"], "password": details["password"]},
+                json={"identifier": identifier, "password": password},
                 idempotent=True,
             )
         except (RefreshTokenError, BadBodyError) as exc:
-            raise DisconnectedError(
-                f"Bluesky no longer accepts the app password: {exc.message}",
-                status_code=exc.status_code,
-                excerpt=exc.excerpt,
+            raise refused(
+                f"{message}: {exc.message}", status_code=exc.status_code, excerpt=exc.excerpt
             ) from exc
-        return self._tokens(session)
 
     # ---- publishing ---------------------------------------------------------------------
 
