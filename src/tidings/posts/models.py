@@ -59,6 +59,16 @@ class Post(TimestampMixin, SoftDeleteMixin, Base):
             "publish_date",
             postgresql_where=text("state = 'QUEUE' AND deleted_at IS NULL"),
         ),
+        # The calendar's recurring posts (few among many): heads that still repeat.
+        Index(
+            "ix_post_recurring",
+            "organization_id",
+            "publish_date",
+            postgresql_where=text(
+                "interval_in_days IS NOT NULL AND parent_post_id IS NULL AND deleted_at IS NULL "
+                "AND state IN ('QUEUE', 'DRAFT')"
+            ),
+        ),
     )
 
     id: Mapped[str] = cuid_pk()

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -57,8 +57,9 @@ from tidings.core.enums import CreationMethod, State
 from tidings.core.errors import BadRequest, Conflict, NotFound
 from tidings.core.ids import new_cuid, new_uuid
 from tidings.core.tenancy import OrgId, owned_by, select_owned
+from tidings.posts import queries
 from tidings.posts.media import post_media
-from tidings.posts.models import Post, PostAttempt, Signatures, Tags, TagsPosts
+from tidings.posts.models import Post, PostAttempt, Signatures, Tags
 from tidings.posts.scheduling import schedule_publish
 from tidings.posts.schemas import (
     ChannelOut,
@@ -833,35 +834,95 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise BadRequest("invalid cursor", field="cursor") from exc
 
 
-def _filtered(
-    stmt: Select[Any],
-    *,
-    customer_id: str | None,
-    integration_ids: Sequence[str] | None,
-    tag_names: Sequence[str] | None,
-    states: Sequence[State] | None,
-) -> Select[Any]:
-    if integration_ids:
-        stmt = stmt.where(Post.integration_id.in_(list(integration_ids)))
-    if customer_id:
-        stmt = stmt.where(
-            Post.integration_id.in_(
-                select(Integration.id).where(Integration.customer_id == customer_id)
-            )
+class _Shaper:
+    """Rows of :mod:`tidings.posts.queries` as the ``posts`` of a :class:`PostList`: plain
+    dicts validated in one call, a channel (and a set of tags) shown by many posts built once
+    and shared, so that a long list costs little more than its rows."""
+
+    def __init__(self, tags: dict[str, tuple[int, str, str]]) -> None:
+        self.tags = tags
+        self.channels: dict[str, ChannelOut] = {}
+        self.tag_lists: dict[tuple[str, ...], list[TagOut]] = {}
+        self.tag_outs: dict[str, TagOut] = {}
+
+    def _channel(self, row: Any) -> ChannelOut:
+        channel_id, name, provider, picture, customer_id, customer_name = row[15:21]
+        customer = None
+        if customer_id is not None:
+            customer = CustomerOut(id=customer_id, name=customer_name)
+        channel = self.channels[channel_id] = ChannelOut(
+            id=channel_id,
+            name=name,
+            provider_identifier=provider,
+            picture=picture,
+            customer=customer,
         )
-    if tag_names:
-        lowered = [n.casefold() for n in tag_names]
-        stmt = stmt.where(
-            exists().where(
-                TagsPosts.post_id == Post.id,
-                TagsPosts.tag_id == Tags.id,
-                Tags.deleted_at.is_(None),
-                func.lower(Tags.name).in_(lowered),
-            )
-        )
-    if states:
-        stmt = stmt.where(Post.state.in_(list(states)))
-    return stmt
+        return channel
+
+    def _tags(self, tag_ids: tuple[str, ...]) -> list[TagOut]:
+        live = sorted((t for t in tag_ids if t in self.tags), key=self.tags.__getitem__)
+        out = []
+        for tag_id in live:
+            tag = self.tag_outs.get(tag_id)
+            if tag is None:
+                _, name, color = self.tags[tag_id]
+                tag = self.tag_outs[tag_id] = TagOut(id=tag_id, name=name, color=color)
+            out.append(tag)
+        self.tag_lists[tag_ids] = out
+        return out
+
+    def post(self, row: Any, publish_date: datetime, occurrence: bool) -> dict[str, Any]:
+        # By position: the order of ``queries.LIST_COLUMNS``, then ``tag_ids``.
+        (
+            post_id,
+            group,
+            content,
+            _,
+            state,
+            release_url,
+            release_id,
+            error,
+            image,
+            settings,
+            interval,
+            parent_id,
+            creation_method,
+            _,
+            _,
+            channel_id,
+            _,
+            _,
+            _,
+            _,
+            _,
+            tag_ids,
+        ) = row
+        if occurrence:
+            release_url = release_id = error = None
+            if state != State.DRAFT:
+                state = State.QUEUE.value
+        tags: list[TagOut] = []
+        if tag_ids:
+            key = tuple(tag_ids)
+            tags = self.tag_lists.get(key) or self._tags(key)
+        return {
+            "id": post_id,
+            "group": group,
+            "content": content,
+            "publish_date": publish_date,
+            "state": state,
+            "release_url": release_url,
+            "release_id": release_id,
+            "error": error,
+            "integration": self.channels.get(channel_id) or self._channel(row),
+            "image": image or [],
+            "settings": settings or {},
+            "tags": tags,
+            "interval_in_days": interval,
+            "occurrence": occurrence,
+            "parent_post_id": parent_id,
+            "creation_method": creation_method,
+        }
 
 
 async def list_posts(
@@ -881,7 +942,8 @@ async def list_posts(
 
     Recurring posts (QUEUE or DRAFT with ``interval_in_days``) are expanded into their future
     occurrences in the range (``occurrence: true``, same id). With ``limit``, pages follow
-    ``next_cursor`` (opaque; pass it back as ``cursor``).
+    ``next_cursor`` (opaque; pass it back as ``cursor``). Three lean statements (the range, the
+    recurring posts, their tags), see :mod:`tidings.posts.queries`.
     """
     start, end = as_utc(start), as_utc(end)
     if end <= start:
@@ -891,72 +953,60 @@ async def list_posts(
     if limit is not None and not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     after = decode_cursor(cursor) if cursor else None
-    filters = {
+    filters: dict[str, Any] = {
         "customer_id": customer_id,
         "integration_ids": integration_ids,
         "tag_names": tag_names,
-        "states": states,
     }
-    stmt = select_owned(Post, org_id).where(
-        Post.parent_post_id.is_(None), Post.publish_date >= start, Post.publish_date < end
+    rows = await queries.calendar_rows(
+        session,
+        org_id,
+        start,
+        end,
+        states=states,
+        after=after,
+        limit=limit + 1 if limit is not None else None,
+        **filters,
     )
-    stmt = _filtered(stmt, **filters)  # type: ignore[arg-type]
-    if after is not None:
-        stmt = stmt.where(
-            (Post.publish_date > after[0])
-            | ((Post.publish_date == after[0]) & (Post.id > after[1]))
-        )
-    stmt = stmt.order_by(Post.publish_date, Post.id)
-    if limit is not None:
-        stmt = stmt.limit(limit + 1)
-    rows = list((await session.execute(stmt)).scalars())
-    items: list[tuple[datetime, str, Post, bool]] = [(r.publish_date, r.id, r, False) for r in rows]
+    # (publish date, id, row, occurrence?); rows are unpacked by position (``post_id`` is 0,
+    # ``publish_date`` 3): it is the hot loop of a busy calendar.
+    items: list[tuple[datetime, str, Any, bool]] = [(r[3], r[0], r, False) for r in rows]
     # Future repetitions of recurring posts (their own row is listed above when in range).
-    recurring_stmt = select_owned(Post, org_id).where(
-        Post.parent_post_id.is_(None),
-        Post.interval_in_days.is_not(None),
-        Post.state.in_([State.QUEUE, State.DRAFT]),
-        Post.publish_date < end,
-    )
-    recurring_filters = dict(filters, states=None)
-    recurring_stmt = _filtered(recurring_stmt, **recurring_filters)  # type: ignore[arg-type]
-    if not states or State.QUEUE in states or State.DRAFT in states:
-        for row in (await session.execute(recurring_stmt)).scalars():
+    if not states or any(s in states for s in queries.REPEATING_STATES):
+        # Occurrences from the cursor on, and no further than a full page's last post: later
+        # ones cannot be on this page.
+        since = max(start, after[0]) if after is not None else start
+        until = end
+        if limit is not None and len(rows) > limit:
+            until = min(end, rows[-1][3] + timedelta(microseconds=1))
+        for row in await queries.recurring_rows(session, org_id, end, **filters):
             if states and row.state not in states:
                 continue
-            assert row.interval_in_days is not None
             for moment in occurrences_between(
                 row.recurring_anchor or row.publish_date,
                 zone_of(row.timezone),
                 row.interval_in_days,
-                start,
-                end,
+                since,
+                until,
                 first=row.publish_date + timedelta(microseconds=1),
                 limit=(limit or MAX_LIMIT) + 1,
             ):
                 if after is not None and (moment, row.id) <= after:
                     continue
                 items.append((moment, row.id, row, True))
-    items.sort(key=lambda item: (item[0], item[1]))
+        if len(items) > len(rows):
+            items.sort(key=lambda item: (item[0], item[1]))
     next_cursor = None
     if limit is not None and len(items) > limit:
         items = items[:limit]
         next_cursor = encode_cursor(items[-1][0], items[-1][1])
-    channels = await load_integrations(session, org_id, {item[2].integration_id for item in items})
-    tags = await tags_of(session, sorted({item[2].id for item in items}))
-    return PostList(
-        posts=[
-            post_out(
-                row,
-                channels[row.integration_id],
-                tags.get(row.id, []),
-                publish_date=moment,
-                occurrence=virtual,
-            )
-            for moment, _, row, virtual in items
-            if row.integration_id in channels
-        ],
-        next_cursor=next_cursor,
+    tag_ids = {tag_id for item in items if item[2][21] for tag_id in item[2][21]}
+    shaper = _Shaper(await queries.live_tags(session, org_id, tag_ids))
+    return PostList.model_validate(
+        {
+            "posts": [shaper.post(row, moment, virtual) for moment, _, row, virtual in items],
+            "next_cursor": next_cursor,
+        }
     )
 
 

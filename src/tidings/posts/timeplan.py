@@ -97,9 +97,13 @@ def occurrences_between(
         index = 0
     else:
         index = max(0, math.floor((begin - anchor).total_seconds() / 86400 / interval_days) - 1)
+    # :func:`occurrence`, with the anchor's wall clock worked out once (the calendar expands
+    # every recurring post on each read).
+    local = anchor.astimezone(zone)
+    day, wall = local.date(), local.time()
     out: list[datetime] = []
     while len(out) < limit:
-        candidate = occurrence(anchor, zone, interval_days, index)
+        candidate = localize(day + timedelta(days=index * interval_days), wall, zone)
         if candidate >= end:
             break
         if candidate >= begin:
