@@ -7,6 +7,9 @@ the webhook receivers and feeds, the identity provider)::
     base_url = await server.start()
     ...
     await server.stop()
+
+or, for a stand-in class, :class:`LoopbackService`: ``async with Fake() as fake`` serves
+``fake.asgi_app()`` at ``fake.base_url`` for the block.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from types import TracebackType
+from typing import Self
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -80,3 +85,34 @@ class LoopbackServer:
                 await self._task
         if self._sock is not None:
             self._sock.close()
+
+
+class LoopbackService:
+    """Base of a stand-in served on 127.0.0.1 for the length of an ``async with`` block.
+
+    Subclasses build their app in :meth:`asgi_app`; :meth:`stopping` runs before the server
+    stops (e.g. to release handlers that never answer)."""
+
+    base_url: str
+    _loopback: LoopbackServer
+
+    def asgi_app(self) -> ASGIApp:
+        """The app to serve."""
+        raise NotImplementedError
+
+    def stopping(self) -> None:
+        """Called at the end of the block, before the server stops."""
+
+    async def __aenter__(self) -> Self:
+        self._loopback = LoopbackServer(self.asgi_app())
+        self.base_url = await self._loopback.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stopping()
+        await self._loopback.stop()

@@ -17,8 +17,7 @@ import base64
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
@@ -26,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackService
 
 CLIENT_ID = "tidings-client"
 CLIENT_SECRET = "tidings-secret"
@@ -40,7 +39,7 @@ class _Grant:
 
 
 @dataclass
-class IdentityProvider:
+class IdentityProvider(LoopbackService):
     """Use as ``async with IdentityProvider() as idp``; ``idp.base_url`` is where it listens."""
 
     profile: dict[str, Any] = field(
@@ -152,10 +151,10 @@ class IdentityProvider:
             emails.append({"email": self.github_private_email, "primary": True, "verified": True})
         return JSONResponse(emails)
 
-    # ---- lifecycle -------------------------------------------------------------------
+    # ---- serving ---------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        app = Starlette(
+    def asgi_app(self) -> Starlette:
+        return Starlette(
             routes=[
                 Route("/.well-known/openid-configuration", self._discovery),
                 Route("/authorize", self._authorize),
@@ -167,14 +166,3 @@ class IdentityProvider:
                 Route("/user/emails", self._github_emails),
             ]
         )
-        self._server = LoopbackServer(app)
-        self.base_url = await self._server.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._server.stop()

@@ -1,7 +1,7 @@
 """Loopback servers and a real job worker for the automation tests.
 
 - :class:`Loopback`: a Starlette app on 127.0.0.1 (free port), in the test's loop
-  (:class:`tests.loopback.LoopbackServer`).
+  (:class:`tests.loopback.LoopbackService`).
 - :class:`Receiver`: webhook endpoints ``/hook/<name>`` that check every request with the
   ``standardwebhooks`` package (an implementation independent of ours) and answer as scripted:
   a list of status codes to give first, or never answer at all.
@@ -17,8 +17,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import standardwebhooks
 from starlette.applications import Starlette
@@ -26,17 +25,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackService
 from tidings.db import Database
 
 
-class Loopback:
+class Loopback(LoopbackService):
     """Base: subclasses return their routes from :meth:`routes`."""
 
     def __init__(self) -> None:
         self.base_url = ""
         self.release = asyncio.Event()  # set at exit: hanging handlers give up
-        self._server: LoopbackServer | None = None
 
     def routes(self) -> list[Route]:
         raise NotImplementedError
@@ -46,20 +44,11 @@ class Loopback:
         await self.release.wait()
         return Response(status_code=504)
 
-    async def __aenter__(self) -> Self:
-        self._server = LoopbackServer(Starlette(routes=self.routes()))
-        self.base_url = await self._server.start()
-        return self
+    def asgi_app(self) -> Starlette:
+        return Starlette(routes=self.routes())
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stopping(self) -> None:
         self.release.set()
-        if self._server is not None:
-            await self._server.stop()
 
 
 @dataclass

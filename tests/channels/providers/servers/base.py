@@ -1,7 +1,7 @@
 """A loopback HTTP server that plays a social platform in tests.
 
 ``FakePlatform`` runs a Starlette app on 127.0.0.1 with a free port, inside the test's event
-loop (:class:`tests.loopback.LoopbackServer`). Every request is recorded
+loop (:class:`tests.loopback.LoopbackService`). Every request is recorded
 (:class:`RecordedRequest`) before any handler runs, and faults can be scripted per route: an
 error answer (``fail``), a read-then-never-answer (``hang``) or a slow answer (``delay``)::
 
@@ -20,8 +20,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
@@ -30,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.loopback import LoopbackServer
+from tests.loopback import LoopbackService
 
 
 @dataclass
@@ -88,7 +87,7 @@ def _path_regex(path: str) -> re.Pattern[str]:
     return re.compile(f"^{pattern}$")
 
 
-class FakePlatform:
+class FakePlatform(LoopbackService):
     """Base of the fake platforms; use as ``async with Fake() as server``."""
 
     def __init__(self) -> None:
@@ -96,7 +95,6 @@ class FakePlatform:
         self._faults: list[Fault] = []
         self._routes: list[Route] = []
         self._release = asyncio.Event()
-        self._server: LoopbackServer | None = None
         self.base_url = ""
         self.setup_routes()
 
@@ -217,17 +215,8 @@ class FakePlatform:
 
     # ---- lifecycle ----------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        self._server = LoopbackServer(Starlette(routes=self._routes))
-        self.base_url = await self._server.start()
-        return self
+    def asgi_app(self) -> Starlette:
+        return Starlette(routes=self._routes)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._release.set()
-        if self._server is not None:
-            await self._server.stop()
+    def stopping(self) -> None:
+        self._release.set()  # hanging handlers give up
