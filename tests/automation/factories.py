@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.accounts.service import create_local_user
 from tidings.accounts.sessions import create_session
+from tidings.automation.models import AutoPost
 from tidings.channels.models import Integration
 from tidings.core.enums import Role
 from tidings.db import Database
@@ -38,6 +39,31 @@ async def make_channel(
     session.add(channel)
     await session.flush()
     return channel
+
+
+async def make_feed(
+    session: AsyncSession,
+    org_id: str,
+    url: str,
+    channel_ids: list[str],
+    *,
+    name: str = "feed",
+    template: str = "{{title}}",
+    primed: bool = False,
+) -> AutoPost:
+    """A feed of ``org_id`` posting to ``channel_ids`` (``primed``: its next poll posts the
+    items already there)."""
+    feed = AutoPost(
+        organization_id=org_id,
+        name=name,
+        url=url,
+        integrations=channel_ids,
+        template=template,
+        primed=primed,
+    )
+    session.add(feed)
+    await session.flush()
+    return feed
 
 
 async def make_member(database: Database, org_id: str) -> dict[str, str]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tests.automation.factories import make_channel
+from tests.automation.factories import make_channel, make_feed
 from tests.isolation_fixtures import OwnerContext, isolation_factory
-from tidings.automation.models import AutoPost, ThirdParty, WebhookEvent, Webhooks
+from tidings.automation.models import ThirdParty, WebhookEvent, Webhooks
 from tidings.automation.webhooks import generate_secret
 
 
@@ -34,15 +34,14 @@ async def webhook_of_a(ctx: OwnerContext) -> dict[str, str]:
 @isolation_factory("autopost_id", prefix="/api/autopost")
 async def feed_of_a(ctx: OwnerContext) -> dict[str, str]:
     channel = await make_channel(ctx.db, ctx.org_id, name="A's feed channel")
-    feed = AutoPost(
-        organization_id=ctx.org_id,
+    feed = await make_feed(
+        ctx.db,
+        ctx.org_id,
+        "https://1.1.1.1/feed.xml",
+        [channel.id],
         name="A's feed",
-        url="https://1.1.1.1/feed.xml",
-        integrations=[channel.id],
         template="{{title}} {{url}}",
     )
-    ctx.db.add(feed)
-    await ctx.db.flush()
     return {"autopost_id": feed.id}
 
 

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.automation.factories import make_channel, make_member
+from tests.automation.factories import make_channel, make_feed, make_member
 from tests.automation.feeds import Entry, atom, rss
 from tests.automation.helpers import Feed, FeedServer, eventually, running_worker
 from tests.conftest import Tenant, TransactionalDatabase, make_tenant
@@ -276,16 +276,15 @@ async def test_broken_feeds_do_not_stop_the_others(
     ids = {}
     async with fresh_database.session() as session:
         for name in ("hang", "junk", "good"):
-            row = AutoPost(
-                organization_id=owner.org_id,
+            row = await make_feed(
+                session,
+                owner.org_id,
+                feeds.url(name),
+                [channel.id],
                 name=name,
-                url=feeds.url(name),
-                integrations=[channel.id],
                 template="{{title}} {{url}}",
                 primed=True,  # post what is there
             )
-            session.add(row)
-            await session.flush()
             ids[name] = row.id
 
     async with running_worker(fresh_database):
@@ -325,17 +324,9 @@ async def test_a_poll_lost_with_its_worker_does_not_block_the_feed(
     feeds.feeds["f"] = Feed(rss([Entry(1)]))
     async with fresh_database.session() as session:
         channel = await make_channel(session, owner.org_id)
-        row = AutoPost(
-            organization_id=owner.org_id,
-            name="lost",
-            url=feeds.url("f"),
-            integrations=[channel.id],
-            template="{{title}}",
-            primed=True,
-        )
-        session.add(row)
-        await session.flush()
-        feed_id = row.id
+        feed_id = (
+            await make_feed(session, owner.org_id, feeds.url("f"), [channel.id], primed=True)
+        ).id
         await autopost.defer_poll(session, feed_id)
         # Taken by a worker that died since (its row pruned, so no worker id).
         await session.execute(
@@ -360,17 +351,9 @@ async def test_overlapping_polls_post_each_item_once(
     owner = await make_tenant(fresh_database)
     async with fresh_database.session() as session:
         channel = await make_channel(session, owner.org_id)
-        row = AutoPost(
-            organization_id=owner.org_id,
-            name="twice",
-            url=feeds.url("f"),
-            integrations=[channel.id],
-            template="{{title}}",
-            primed=True,
-        )
-        session.add(row)
-        await session.flush()
-        feed_id = row.id
+        feed_id = (
+            await make_feed(session, owner.org_id, feeds.url("f"), [channel.id], primed=True)
+        ).id
     feeds.feeds["f"] = Feed(rss([Entry(n) for n in range(1, 6)]))
     results = await asyncio.gather(*(autopost.poll(fresh_database, feed_id) for _ in range(3)))
     assert sum(r.posts_created for r in results) == 5
