@@ -236,6 +236,17 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+@pytest.fixture
+def allow_private(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """TIDINGS_ALLOW_PRIVATE_URLS for this test: user-given URLs (instances, media, feeds) may
+    point at the loopback test servers."""
+    monkeypatch.setenv("TIDINGS_ALLOW_PRIVATE_URLS", "true")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("TIDINGS_ALLOW_PRIVATE_URLS")
+    get_settings.cache_clear()
+
+
 @dataclass
 class Tenant:
     """A user with their own organization (ADMIN), signed in."""

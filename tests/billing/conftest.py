@@ -17,15 +17,6 @@ def billing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
 
 
-@pytest.fixture
-def allow_private(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TIDINGS_ALLOW_PRIVATE_URLS", "true")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.delenv("TIDINGS_ALLOW_PRIVATE_URLS")
-    get_settings.cache_clear()
-
-
 @pytest.fixture(autouse=True)
 async def _close_shared_clients() -> AsyncIterator[None]:
     """Providers built without a client share one per loop; close it after each test."""

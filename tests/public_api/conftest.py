@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.conftest import Tenant
-from tidings.config import get_settings
 from tidings.core.tenancy import OrgId
 from tidings.orgs.service import rotate_api_key
 
@@ -38,16 +37,6 @@ async def other_api(db: AsyncSession, other_tenant: Tenant) -> ApiKey:
     key = await rotate_api_key(db, OrgId(other_tenant.org_id))
     await db.flush()
     return ApiKey(other_tenant.org_id, key)
-
-
-@pytest.fixture
-def allow_private(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Let user-given URLs (media, instances) point at loopback test servers."""
-    monkeypatch.setenv("TIDINGS_ALLOW_PRIVATE_URLS", "true")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.delenv("TIDINGS_ALLOW_PRIVATE_URLS")
-    get_settings.cache_clear()
 
 
 @pytest.fixture(autouse=True)
