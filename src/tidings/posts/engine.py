@@ -405,26 +405,31 @@ async def load_claims(
                 State(row["parent_state"]), row["parent_release_id"], row["parent_release_url"]
             )
         claims.append(Claim(attempt_id, attempt, started_at, post, integration, parent))
-    for claim in claims:
-        await _load_extras(session, claim)
+    await _load_references(session, claims)
     media = await post_media(session, [(c.post.organization_id, c.post.image) for c in claims])
     for claim, items in zip(claims, media, strict=True):
         claim.media = items
     return claims
 
 
-async def _load_extras(session: AsyncSession, claim: Claim) -> None:
-    """Release URLs of the posts the content refers to."""
-    post = claim.post
-    wanted = set(POST_REFERENCE.findall(post.content))
-    if wanted:
-        rows = await session.execute(
-            select(_POST.c.id, _POST.c.release_url, _POST.c.state).where(
-                _POST.c.organization_id == post.organization_id, _POST.c.id.in_(sorted(wanted))
-            )
+async def _load_references(session: AsyncSession, claims: Sequence[Claim]) -> None:
+    """Release URLs of the posts the claims' contents refer to, in one statement; a reference
+    resolves only to a post of the claim's own organization."""
+    wanted = {c.post.id: set(POST_REFERENCE.findall(c.post.content)) for c in claims}
+    ids = sorted(set().union(*wanted.values()))
+    if not ids:
+        return
+    rows = await session.execute(
+        select(_POST.c.id, _POST.c.organization_id, _POST.c.release_url, _POST.c.state).where(
+            _POST.c.id.in_(ids)
         )
-        for ref_id, url, state in rows:
-            claim.references[ref_id] = url if state == State.PUBLISHED else None
+    )
+    found = {(org, ref_id): (url, state) for ref_id, org, url, state in rows}
+    for claim in claims:
+        for ref_id in wanted[claim.post.id]:
+            if (hit := found.get((claim.post.organization_id, ref_id))) is not None:
+                url, state = hit
+                claim.references[ref_id] = url if state == State.PUBLISHED else None
 
 
 def _content_with_links(claim: Claim) -> str:
@@ -611,13 +616,20 @@ async def create_next_occurrence(session: AsyncSession, head: Post, *, after: da
     )
     if exists_already:
         return
+    # The head's thread: its group's live parts on its channel, in one statement, chained by
+    # their parent links.
+    parts = (
+        await session.execute(
+            select(Post).where(
+                Post.group == head.group,
+                Post.integration_id == head.integration_id,
+                Post.parent_post_id.is_not(None),
+            )
+        )
+    ).scalars()
+    child_of = {part.parent_post_id: part for part in parts}
     thread = [head]
-    while True:
-        child = (
-            await session.execute(select(Post).where(Post.parent_post_id == thread[-1].id).limit(1))
-        ).scalar_one_or_none()
-        if child is None:
-            break
+    while (child := child_of.get(thread[-1].id)) is not None and child not in thread:
         thread.append(child)
     tag_ids = list(
         (await session.execute(select(TagsPosts.tag_id).where(TagsPosts.post_id == head.id)))

@@ -45,9 +45,9 @@ from tidings.posts.models import Post, Tags, TagsPosts
 #: States whose recurring posts repeat (their future occurrences are listed).
 REPEATING_STATES: Final = (State.QUEUE, State.DRAFT)
 _MOMENT = DateTime(timezone=True)
-# Written as literals, not parameters, so that the planner can match the partial index
-# ``ix_post_recurring`` whatever plan it caches.
-_REPEATING = Post.state.in_([literal_column(f"'{s.value}'") for s in REPEATING_STATES])
+#: "The post still repeats", written with literals, not parameters, so that the planner can
+#: match the partial index ``ix_post_recurring`` whatever plan it caches.
+REPEATING = Post.state.in_([literal_column(f"'{s.value}'") for s in REPEATING_STATES])
 
 
 def _tag_ids_column() -> Any:
@@ -154,7 +154,7 @@ def _calendar_statement(
 def _recurring_statement(*, customer: bool, integrations: bool, tags: bool) -> _Rows:
     stmt = _heads().where(
         Post.interval_in_days.is_not(None),
-        _REPEATING,
+        REPEATING,
         Post.publish_date < bindparam("end", type_=_MOMENT),
     )
     return _filtered(stmt, customer=customer, integrations=integrations, tags=tags)

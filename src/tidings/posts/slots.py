@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.channels.models import DEFAULT_POSTING_TIMES, Integration
@@ -19,6 +19,7 @@ from tidings.core.enums import State
 from tidings.core.errors import Conflict
 from tidings.core.tenancy import OrgId, get_owned, owned_by
 from tidings.posts.models import Post
+from tidings.posts.queries import REPEATING
 from tidings.posts.sets import get_set
 from tidings.posts.timeplan import (
     as_utc,
@@ -40,20 +41,29 @@ async def taken_minutes(
     session: AsyncSession, org_id: OrgId, integration_id: str, start: datetime, end: datetime
 ) -> set[datetime]:
     """Minutes in ``[start, end)`` at which the channel has a post planned."""
-    rows = await session.execute(
-        select(
-            Post.publish_date,
-            Post.state,
-            Post.interval_in_days,
-            Post.recurring_anchor,
-            Post.timezone,
-        ).where(
-            owned_by(Post, org_id),
-            Post.integration_id == integration_id,
-            Post.parent_post_id.is_(None),
-            Post.publish_date < end,
-        )
+    columns = (
+        Post.publish_date,
+        Post.state,
+        Post.interval_in_days,
+        Post.recurring_anchor,
+        Post.timezone,
     )
+    heads = (
+        owned_by(Post, org_id),
+        Post.integration_id == integration_id,
+        Post.parent_post_id.is_(None),
+        Post.deleted_at.is_(None),
+    )
+    # The posts planned in the window, and the recurring posts (from any time) that repeat
+    # into it: never the channel's whole history (ix_post_calendar, ix_post_recurring).
+    planned = select(*columns).where(*heads, Post.publish_date >= start, Post.publish_date < end)
+    repeating = select(*columns).where(
+        *heads,
+        Post.interval_in_days.is_not(None),
+        REPEATING,
+        Post.publish_date < start,
+    )
+    rows = await session.execute(union_all(planned, repeating))
     taken: set[datetime] = set()
     for publish_date, state, interval, anchor, zone in rows:
         if publish_date >= start:

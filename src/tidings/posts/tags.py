@@ -84,20 +84,26 @@ async def delete_tag(session: AsyncSession, org_id: OrgId, tag_id: str) -> None:
 
 async def resolve_tags(session: AsyncSession, org_id: OrgId, tags: Sequence[TagIn]) -> list[Tags]:
     """The organization's tags named by ``tags`` (matched by label, case-insensitively),
-    created with a palette color when new."""
-    out: list[Tags] = []
-    seen: set[str] = set()
+    created with a palette color when new. One statement finds them all."""
+    names: dict[str, str] = {}
     for item in tags:
         name = item.label.strip()
-        if not name or name.casefold() in seen:
-            continue
-        seen.add(name.casefold())
-        tag = await _by_name(session, org_id, name)
-        if tag is None:
-            tag = Tags(org_id=org_id, name=name, color=default_color(name))
-            session.add(tag)
-            await session.flush()
-        out.append(tag)
+        if name:
+            names.setdefault(name.casefold(), name)
+    if not names:
+        return []
+    stmt = select_owned(Tags, org_id).where(func.lower(Tags.name).in_(list(names)))
+    existing: dict[str, Tags] = {}
+    for tag in (await session.execute(stmt.order_by(Tags.created_at, Tags.id))).scalars():
+        existing.setdefault(tag.name.casefold(), tag)
+    out: list[Tags] = []
+    for key, name in names.items():
+        found = existing.get(key)
+        if found is None:
+            found = Tags(org_id=org_id, name=name, color=default_color(name))
+            session.add(found)
+        out.append(found)
+    await session.flush()
     return out
 
 
