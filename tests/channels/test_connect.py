@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.channels.helpers import approve, oauth_connect, point
 from tests.channels.providers.servers import discord as fake_discord
-from tests.channels.providers.servers import linkedin as fake_linkedin
 from tests.channels.providers.servers import x as fake_x
 from tests.channels.providers.servers.bluesky import FakeBluesky
 from tests.channels.providers.servers.discord import FakeDiscord
@@ -52,20 +51,6 @@ async def x_api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeX]:
             client_id=fake_x.CLIENT_ID,
             client_secret=fake_x.CLIENT_SECRET,
         )
-        yield server
-
-
-@pytest.fixture
-async def linkedin(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeLinkedIn]:
-    async with FakeLinkedIn() as server:
-        point(
-            monkeypatch,
-            "linkedin",
-            server,
-            client_id=fake_linkedin.CLIENT_ID,
-            client_secret=fake_linkedin.CLIENT_SECRET,
-        )
-        point(monkeypatch, "linkedin-page", server)
         yield server
 
 

@@ -3,7 +3,6 @@ customers, preferences, delete, rules, providers, tools, and tenant isolation.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,8 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.channels.factories import make_channel
-from tests.channels.helpers import oauth_connect, point
-from tests.channels.providers.servers import linkedin as fake_linkedin
+from tests.channels.helpers import oauth_connect
 from tests.channels.providers.servers.linkedin import FakeLinkedIn
 from tests.conftest import Tenant, asgi_client, build_app, make_tenant
 from tidings.accounts.sessions import create_session
@@ -420,20 +418,6 @@ async def test_unknown_tool(
 
 
 # ---- tools refresh an expired token once (real commits: the refresh has its own transaction) -----
-
-
-@pytest.fixture
-async def linkedin(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeLinkedIn]:
-    async with FakeLinkedIn() as server:
-        point(
-            monkeypatch,
-            "linkedin",
-            server,
-            client_id=fake_linkedin.CLIENT_ID,
-            client_secret=fake_linkedin.CLIENT_SECRET,
-        )
-        point(monkeypatch, "linkedin-page", server)
-        yield server
 
 
 async def test_tool_refreshes_once_then_reports_disconnection(
