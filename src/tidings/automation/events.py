@@ -11,27 +11,19 @@ Third-party connectors (n8n, Make, Zapier) with a webhook URL own an endpoint ro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.automation.models import IntegrationsWebhooks, WebhookEvent, Webhooks
+from tidings.automation.schemas import EventType
 from tidings.core.jobs import defer_in_session
 from tidings.core.tenancy import OrgId, owned_by
 
-#: Every event type an endpoint may subscribe to.
-EVENT_TYPES: tuple[str, ...] = (
-    "post.published",
-    "post.failed",
-    "post.created",
-    "post.updated",
-    "post.deleted",
-    "integration.connected",
-    "integration.disconnected",
-    "subscription.updated",
-)
+#: Every event type an endpoint may subscribe to (the API's ``EventType``, in its order).
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 #: The type of the event sent by the "send test event" action (never emitted by :func:`emit`).
 TEST_EVENT_TYPE = "webhook.test"
