@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     google_client_id: str | None = None
     google_client_secret: str | None = None
     google_authorization_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
-    google_token_url: str = "https://oauth2.googleapis.com/token"
+    google_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL)
     google_userinfo_url: str = "https://openidconnect.googleapis.com/v1/userinfo"
     oidc_issuer: str | None = None
     oidc_authorization_url: str | None = None

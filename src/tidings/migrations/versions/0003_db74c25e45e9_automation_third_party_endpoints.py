@@ -18,7 +18,8 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column(
-        "auto_post", sa.Column("primed", sa.Boolean(), server_default=sa.text("false"), nullable=False)
+        "auto_post",
+        sa.Column("primed", sa.Boolean(), server_default=sa.text("false"), nullable=False),
     )
     op.add_column("webhooks", sa.Column("third_party_id", sa.Text(), nullable=True))
     op.create_unique_constraint(op.f("uq_webhooks_third_party_id"), "webhooks", ["third_party_id"])

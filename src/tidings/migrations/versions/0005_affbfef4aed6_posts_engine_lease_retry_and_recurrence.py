@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "affbfef4aed6"
 down_revision: str | Sequence[str] | None = "ff9b6980d100"
 branch_labels: str | Sequence[str] | None = None
