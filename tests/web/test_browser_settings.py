@@ -162,7 +162,7 @@ async def test_media_library_and_automation_settings(browser: Any, live: LiveApp
         await page.get_by_label("Day of time 2").select_option(label="Wednesday")
         await page.get_by_label("Time 2", exact=True).fill("12:30")
         await page.get_by_role("button", name="Add set").click()
-        await expect(page.get_by_text("Mon 09:00, Wed 12:30")).to_be_visible()
+        await expect(page.get_by_text("Europe/Paris · Mon 09:00, Wed 12:30")).to_be_visible()
         await screenshot(page, "20-settings-sets")
         async with live.database.session() as session:
             (plan,) = (await session.execute(select(Sets))).scalars()
