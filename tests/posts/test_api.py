@@ -143,3 +143,66 @@ async def test_unavailable_channel_refuses_schedule_but_keeps_drafts(
     assert "reconnect" in response.json()["message"]
     draft = body([channel.id], "hi") | {"type": "draft"}
     assert (await client.post("/api/posts", json=draft, headers=tenant.headers)).status_code == 201
+
+
+async def test_dates_beyond_any_plan_are_422_never_5xx(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    """A date in year 1 or 9999 is refused (422) naming its field, instead of overflowing the date
+    arithmetic behind it (alarm lead, reply delays, recurrences, a year of slots)."""
+    channel = await make_channel(db, tenant.org_id)
+    recurring = body([channel.id], "daily", "reply") | {"inter": 1, "timezone": "Europe/Berlin"}
+    created = await client.post("/api/posts", json=recurring, headers=tenant.headers)
+    assert created.status_code == 201, created.text
+    group = created.json()["group"]
+    h = tenant.headers
+
+    async def refused(response: httpx.Response, field: str) -> None:
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == field
+
+    for date in ("0001-01-01T00:00:00Z", "9999-12-31T23:58:00Z", "1969-12-31T23:59:59-01:00"):
+        await refused(
+            await client.post(
+                "/api/posts", json=body([channel.id], "x", "y") | {"date": date}, headers=h
+            ),
+            "date",
+        )
+        await refused(
+            await client.put(f"/api/posts/group/{group}/date", json={"date": date}, headers=h),
+            "date",
+        )
+        await refused(
+            await client.post(
+                f"/api/posts/group/{group}/duplicate",
+                json={"type": "schedule", "date": date},
+                headers=h,
+            ),
+            "date",
+        )
+        await refused(
+            await client.get(
+                "/api/posts/find-slot", params={"integration": channel.id, "after": date}, headers=h
+            ),
+            "after",
+        )
+    far = {"startDate": "9999-12-01T00:00:00Z", "endDate": "9999-12-31T00:00:00Z"}
+    await refused(await client.get("/api/posts", params=far, headers=h), "startDate")
+    early = {"startDate": "1960-01-01T00:00:00Z", "endDate": "1960-02-01T00:00:00Z"}
+    await refused(await client.get("/api/posts", params=early, headers=h), "startDate")
+    # The edges of the range work, with recurrences, delays and a year of slots after them.
+    edge = body([channel.id], "late", "later") | {"date": "8999-12-31T23:00:00Z", "inter": 3650}
+    edge["posts"][0]["value"][1]["delay"] = 43_200
+    assert (await client.post("/api/posts", json=edge, headers=h)).status_code == 201
+    late = {"startDate": "8999-12-01T00:00:00Z", "endDate": "8999-12-31T23:59:59Z"}
+    listed = await client.get("/api/posts", params=late, headers=h)
+    assert listed.status_code == 200, listed.text
+    contents = [p["content"] for p in listed.json()["posts"]]
+    assert contents.count("daily") == 31 and contents[-1] == "late"
+    slot = await client.get(
+        "/api/posts/find-slot",
+        params={"integration": channel.id, "after": "8999-12-31T12:00:00Z"},
+        headers=h,
+    )
+    assert slot.status_code == 200, slot.text
+    assert slot.json()["date"] == "9000-01-01T02:00:00Z"

@@ -78,7 +78,7 @@ from tidings.posts.schemas import (
 )
 from tidings.posts.signatures import append_signature, auto_add_signature
 from tidings.posts.tags import resolve_tags, set_post_tags, tags_of
-from tidings.posts.timeplan import as_utc, occurrences_between, zone_of
+from tidings.posts.timeplan import as_utc, occurrences_between, planned, zone_of
 
 #: ``(post:<id>)`` in content is replaced by that post's release URL when publishing.
 POST_REFERENCE = re.compile(r"\(post:([A-Za-z0-9_-]{1,64})\)")
@@ -472,7 +472,7 @@ def _resolve_date(request: CreatePostsRequest, fallback: datetime | None = None)
     if request.type == "now":
         return now_utc()
     if request.date is not None:
-        return as_utc(request.date)
+        return planned(request.date, field="date")
     if fallback is not None:
         return fallback
     if request.type == "draft":
@@ -945,7 +945,7 @@ async def list_posts(
     ``next_cursor`` (opaque; pass it back as ``cursor``). Three lean statements (the range, the
     recurring posts, their tags), see :mod:`tidings.posts.queries`.
     """
-    start, end = as_utc(start), as_utc(end)
+    start, end = planned(start, field="startDate"), planned(end, field="endDate")
     if end <= start:
         raise BadRequest("endDate must be after startDate", field="endDate")
     if end - start > MAX_RANGE:
@@ -1088,7 +1088,7 @@ async def reschedule_group(
     """Move a group to ``date`` (replies keep their delays). QUEUE and ERROR posts are queued at
     the new date, drafts stay drafts; PUBLISHED posts move (and publish again) only with
     ``republish``. The job deferred for the old date becomes a no-op."""
-    date = as_utc(date)
+    date = planned(date, field="date")
     rows = await _group_rows(session, org_id, group)
     if not rows:
         raise NotFound("group not found", field="group")

@@ -24,6 +24,7 @@ from tidings.posts.sets import get_set
 from tidings.posts.timeplan import (
     as_utc,
     occurrences_between,
+    planned,
     posting_time_slots,
     set_slots,
     zone_of,
@@ -88,7 +89,7 @@ async def find_slot(
     when ``set_id`` is given, else from the channel's posting times (the defaults when it has
     none). 409 when no slot is free within a year."""
     channel = await get_owned(session, Integration, integration_id, org_id, what="channel")
-    start = as_utc(after) if after is not None else datetime.now(UTC)
+    start = planned(after, field="after") if after is not None else datetime.now(UTC)
     candidates: Iterator[datetime]
     if set_id is not None:
         plan = await get_set(session, org_id, set_id)

@@ -18,6 +18,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from tidings.core.errors import Unprocessable
+
+#: Years a date given by a client may fall in. Far beyond any plan either way, and every later
+#: computation (reply delays, recurrences, alarm leads, a year of slots) stays within the years a
+#: ``datetime`` holds; a date outside is answered 422 instead of failing deep inside.
+EARLIEST_YEAR = 1970
+LATEST_YEAR = 8999
+
 
 def zone_of(name: str | None) -> ZoneInfo:
     """The zone ``name`` (UTC when unset or unknown)."""
@@ -34,6 +42,16 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def planned(value: datetime, *, field: str) -> datetime:
+    """A client's date as aware UTC, refused (422 naming ``field``) outside
+    :data:`EARLIEST_YEAR` .. :data:`LATEST_YEAR`."""
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise Unprocessable(
+            f"{field} must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}", field=field
+        )
+    return as_utc(value)
 
 
 def localize(day: date, wall: time, zone: ZoneInfo) -> datetime:
