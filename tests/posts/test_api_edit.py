@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.conftest import Tenant
@@ -300,3 +302,172 @@ async def test_calendar_filters_by_customer_channel_and_state(
     assert garbage.status_code == 400 and garbage.json()["field"] == "cursor"
     count = await db.scalar(text("SELECT count(*) FROM post"))
     assert count == 2
+
+
+async def test_published_group_moves_or_is_edited_for_publishing_only_with_republish(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    a = await make_channel(db, tenant.org_id)
+    created = await _create(client, tenant, body([a.id], "went out"))
+    group, post_id = created["group"], created["posts"][0]["postId"]
+    post = await db.get(Post, post_id)
+    assert post is not None
+    post.state = State.PUBLISHED
+    post.release_id = "42"
+    post.release_url = "https://masto.example/@a/42"
+    await db.flush()
+    later = "2031-06-01T08:00:00Z"
+    url = f"/api/posts/group/{group}"
+    for method, path, payload in (
+        ("PUT", f"{url}/date", {"date": later}),
+        ("PUT", url, body([a.id], "went out") | {"type": "now"}),
+        ("PUT", url, body([a.id], "went out") | {"type": "schedule", "date": later}),
+    ):
+        refused = await client.request(method, path, json=payload, headers=tenant.headers)
+        assert refused.status_code == 400, (path, refused.text)
+        assert refused.json()["field"] == "republish"
+        await db.refresh(post)
+        assert post.state == State.PUBLISHED and post.release_id == "42"
+    moved = await client.put(
+        f"{url}/date", json={"date": later, "republish": True}, headers=tenant.headers
+    )
+    assert moved.status_code == 200, moved.text
+    await db.refresh(post)
+    assert post.state == State.QUEUE
+    assert (post.release_id, post.release_url) == (None, None)
+    assert alarm_lock(post_id, post.publish_date) in await jobs_for(db, post_id)
+
+
+async def test_draft_and_queue_duplicate_as_scheduled_and_delete_a_whole_group(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    a = await make_channel(db, tenant.org_id, name="A")
+    b = await make_channel(db, tenant.org_id, name="B")
+    created = await _create(client, tenant, body([a.id, b.id], "two channels", "and a reply"))
+    group = created["group"]
+    heads = [p["postId"] for p in created["posts"]]
+
+    # To drafts: every post of the group; the waiting jobs become no-ops (checked by the engine
+    # tests); back to the queue: a job per thread head at its date.
+    drafted = await client.put(
+        f"/api/posts/{heads[0]}/status", json={"status": "draft"}, headers=tenant.headers
+    )
+    assert drafted.status_code == 200
+    rows = (
+        (
+            await db.execute(
+                select(Post).where(Post.group == group).execution_options(populate_existing=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    assert len(rows) == 4 and {r.state for r in rows} == {State.DRAFT}
+    await db.execute(text("DELETE FROM procrastinate_jobs"))
+    queued = await client.put(
+        f"/api/posts/{heads[1]}/status", json={"status": "schedule"}, headers=tenant.headers
+    )
+    assert queued.status_code == 200 and queued.json()["state"] == "QUEUE"
+    for head in heads:
+        assert await jobs_for(db, head) == [alarm_lock(head, FUTURE)]
+
+    # Duplicated as scheduled at another date: a new group, queued, with its own jobs.
+    when = "2031-07-01T12:00:00Z"
+    copy = await client.post(
+        f"/api/posts/group/{group}/duplicate",
+        json={"type": "schedule", "date": when},
+        headers=tenant.headers,
+    )
+    assert copy.status_code == 201, copy.text
+    copied = (
+        await client.get(f"/api/posts/group/{copy.json()['group']}", headers=tenant.headers)
+    ).json()
+    assert copied["state"] == "QUEUE" and copied["publishDate"] == when
+    assert sorted(t["integration"]["id"] for t in copied["posts"]) == sorted([a.id, b.id])
+    assert all(
+        [p["content"] for p in t["value"]] == ["two channels", "and a reply"]
+        for t in copied["posts"]
+    )
+    for entry in copy.json()["posts"]:
+        assert len(await jobs_for(db, entry["postId"])) == 1
+    assert {entry["postId"] for entry in copy.json()["posts"]}.isdisjoint(heads)
+
+    # Deleting one post deletes its whole group, every channel and every part, softly.
+    deleted = await client.delete(f"/api/posts/group/{group}", headers=tenant.headers)
+    assert deleted.status_code == 200 and deleted.json()["deleted"] == 4
+    stamps = (
+        await db.execute(
+            select(Post.deleted_at)
+            .where(Post.group == group)
+            .execution_options(include_deleted=True, populate_existing=True)
+        )
+    ).scalars()
+    assert [s is not None for s in stamps] == [True] * 4
+    listed = await client.get(
+        "/api/posts",
+        params={"startDate": "2031-03-01T00:00:00Z", "endDate": "2031-08-01T00:00:00Z"},
+        headers=tenant.headers,
+    )
+    assert {p["group"] for p in listed.json()["posts"]} == {copy.json()["group"]}
+    # The copy is untouched.
+    assert (
+        await client.get(f"/api/posts/group/{copy.json()['group']}", headers=tenant.headers)
+    ).status_code == 200
+
+
+async def test_auto_add_signature_is_one_per_organization_and_comments_are_deleted(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, db: AsyncSession
+) -> None:
+    async def signature(content: str, auto_add: bool, who: Tenant = tenant) -> str:
+        response = await client.post(
+            "/api/posts/signatures",
+            json={"content": content, "autoAdd": auto_add},
+            headers=who.headers,
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    async def marked(who: Tenant = tenant) -> list[str]:
+        listed = (await client.get("/api/posts/signatures", headers=who.headers)).json()
+        return [s["content"] for s in listed if s["autoAdd"]]
+
+    first = await signature("-- One", True)
+    second = await signature("-- Two", False)
+    await signature("-- Theirs", True, other_tenant)  # another organization keeps its own
+    assert await marked() == ["-- One"]
+    moved = await client.put(
+        f"/api/posts/signatures/{second}", json={"autoAdd": True}, headers=tenant.headers
+    )
+    assert moved.status_code == 200 and moved.json()["autoAdd"] is True
+    assert await marked() == ["-- Two"]
+    assert await marked(other_tenant) == ["-- Theirs"]
+    # The database holds the rule too: a second mark written behind the service's back fails.
+    with pytest.raises(IntegrityError):
+        async with db.begin_nested():
+            await db.execute(
+                text("UPDATE signatures SET auto_add = true WHERE id = :id"), {"id": first}
+            )
+    # Deleting the marked signature leaves none marked; new posts get no signature.
+    gone = await client.delete(f"/api/posts/signatures/{second}", headers=tenant.headers)
+    assert gone.status_code == 204
+    assert await marked() == []
+    a = await make_channel(db, tenant.org_id)
+    created = await _create(client, tenant, body([a.id], "Plain") | {"addSignature": True})
+    group = (
+        await client.get(f"/api/posts/group/{created['group']}", headers=tenant.headers)
+    ).json()
+    assert group["posts"][0]["value"][0]["content"] == "Plain"
+
+    # Comments: deleted by their author; gone from the list.
+    post_id = created["posts"][0]["postId"]
+    added = await client.post(
+        f"/api/posts/{post_id}/comments", json={"content": "Typo?"}, headers=tenant.headers
+    )
+    assert added.status_code == 201
+    removed = await client.delete(
+        f"/api/posts/comments/{added.json()['id']}", headers=tenant.headers
+    )
+    assert removed.status_code == 204
+    assert (await client.get(f"/api/posts/{post_id}/comments", headers=tenant.headers)).json() == []
+    again = await client.delete(f"/api/posts/comments/{added.json()['id']}", headers=tenant.headers)
+    assert again.status_code == 404

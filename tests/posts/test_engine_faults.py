@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -265,3 +269,70 @@ async def test_per_provider_concurrency_limit(
         monkeypatch.delenv("TIDINGS_PUBLISH_PROVIDER_CONCURRENCY")
         get_settings.cache_clear()
     assert masto.most == 2
+
+
+async def test_worker_process_killed_mid_publish_leaves_no_double_post_and_nothing_stuck(
+    fresh_database: Database, tmp_path: Path
+) -> None:
+    """A real ``tidings worker`` process is SIGKILLed while the platform holds its request (the
+    status was created, the answer never came). While its heartbeat is fresh the reconciler
+    leaves the attempt alone; once it is stale, the reconciler finds the status on the instance
+    and records the post PUBLISHED: nothing sent twice, nothing left in QUEUE."""
+    tenant = await make_tenant(fresh_database)
+    async with FakeMastodon() as masto:
+        channel = await add_mastodon_channel(fresh_database, tenant.org_id, masto)
+        masto.hang("POST", "/api/v1/statuses", process=True)
+        created = await create(
+            fresh_database, tenant, {"type": "now", "posts": [thread(channel, "Exactly once")]}
+        )
+        post_id = created["posts"][0]["postId"]
+        env = os.environ | {
+            "TIDINGS_DATABASE_URL": fresh_database.url,
+            "TIDINGS_ALLOW_PRIVATE_URLS": "true",
+        }
+        log = (tmp_path / "worker.log").open("wb")
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "tidings"),
+            "worker",
+            "--no-migrate",
+            "--concurrency",
+            "2",
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            await eventually(lambda: masto.calls("POST", "/api/v1/statuses"), timeout=30)
+            (attempt,) = await attempts_of(fresh_database, post_id)
+            assert attempt.outcome is None and attempt.worker.startswith("pw:")
+            # The worker is alive (fresh heartbeat): its publish in flight is not touched.
+            assert (await engine.reconcile(orphan_grace=0)).orphans == []
+            process.kill()
+            await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            log.close()
+        assert len(masto.statuses) == 1  # the platform has it; Tidings never heard back
+        post = await state_of(fresh_database, post_id)
+        assert post.state == State.QUEUE
+        (attempt,) = await attempts_of(fresh_database, post_id)
+        assert attempt.outcome is None
+        await asyncio.sleep(1.0)
+        report = await engine.reconcile(orphan_grace=0, stalled_after=0.5)
+        assert report.orphans == [post_id]
+        (status,) = masto.statuses.values()
+        post = await state_of(fresh_database, post_id)
+        assert (post.state, post.release_id, post.release_url) == (
+            State.PUBLISHED,
+            status["id"],
+            status["url"],
+        )
+        (attempt,) = await attempts_of(fresh_database, post_id)
+        assert (attempt.outcome, attempt.error_class) == ("published", "unknown-outcome")
+        # A live worker afterwards has nothing left to send.
+        async with running_workers(fresh_database):
+            await asyncio.sleep(0.5)
+        assert len(masto.calls("POST", "/api/v1/statuses")) == 1
+        assert len(masto.statuses) == 1
