@@ -336,3 +336,50 @@ async def test_worker_process_killed_mid_publish_leaves_no_double_post_and_nothi
             await asyncio.sleep(0.5)
         assert len(masto.calls("POST", "/api/v1/statuses")) == 1
         assert len(masto.statuses) == 1
+
+
+async def test_an_edit_racing_a_claim_is_refused_not_lost(fresh_database: Database) -> None:
+    """A worker claims a due post (its transaction not yet committed) while the user reschedules,
+    drafts or edits it. The edit waits for the claim and answers 409; it never answers 200 for a
+    post that is then published at its old time with its old content."""
+    tenant = await make_tenant(fresh_database)
+    async with FakeMastodon() as masto:
+        channels = [
+            await add_mastodon_channel(fresh_database, tenant.org_id, masto, name=f"R{i}")
+            for i in range(3)
+        ]
+        app = build_app(fresh_database)
+        later = iso(datetime.now(UTC) + timedelta(hours=2))
+        for channel in channels:
+            created = await create(
+                fresh_database, tenant, {"type": "now", "posts": [thread(channel, "original")]}
+            )
+            group, post_id = created["group"], created["posts"][0]["postId"]
+            before = await state_of(fresh_database, post_id)
+            edits = {
+                channels[0]: ("PUT", f"/api/posts/group/{group}/date", {"date": later}),
+                channels[1]: ("PUT", f"/api/posts/{post_id}/status", {"status": "draft"}),
+                channels[2]: (
+                    "PUT",
+                    f"/api/posts/group/{group}",
+                    {"type": "schedule", "date": later, "posts": [thread(channel, "edited")]},
+                ),
+            }
+            method, path, payload = edits[channel]
+            async with asgi_client(app) as client:
+                async with fresh_database.session() as claiming:
+                    (claim,) = await engine.claim_posts(claiming, [channel], "pw:racing")
+                    assert claim.post.id == post_id
+                    edit = asyncio.create_task(
+                        client.request(method, path, json=payload, headers=tenant.headers)
+                    )
+                    await asyncio.sleep(0.3)
+                    assert not edit.done(), "the edit waits for the claim's transaction"
+                answer = await edit
+            assert answer.status_code == 409, (path, answer.text)
+            after = await state_of(fresh_database, post_id)
+            assert (after.state, after.publish_date, after.content) == (
+                State.QUEUE,
+                before.publish_date,
+                "original",
+            )

@@ -232,13 +232,21 @@ async def load_integrations(
     return {row.id: row for row in (await session.execute(stmt)).scalars()}
 
 
-async def _group_rows(session: AsyncSession, org_id: OrgId, group: str) -> list[Post]:
+async def _group_rows(
+    session: AsyncSession, org_id: OrgId, group: str, *, lock: bool = False
+) -> list[Post]:
+    """A group's live rows by date. ``lock`` locks them (``FOR UPDATE``) for an edit: a worker
+    claiming one of them meanwhile either skips it (the claim locks ``SKIP LOCKED``) or, having
+    claimed first, makes the edit wait for its commit, after which :func:`_refuse_in_flight`
+    sees its attempt -- an edit never slips in under a publish already under way."""
     stmt = (
         select_owned(Post, org_id)
         .where(Post.group == group)
         .order_by(Post.publish_date, Post.id)
         .execution_options(populate_existing=True)
     )
+    if lock:
+        stmt = stmt.with_for_update(of=Post)
     return list((await session.execute(stmt)).scalars())
 
 
@@ -645,7 +653,7 @@ async def replace_group(
     PUBLISHED post needs ``republish: true``; "draft" makes them drafts. A post being published
     right now cannot be edited (409).
     """
-    existing = await _group_rows(session, org_id, group)
+    existing = await _group_rows(session, org_id, group, lock=True)
     if not existing:
         raise NotFound("group not found", field="group")
     await _refuse_in_flight(session, [p.id for p in existing])
@@ -1089,7 +1097,7 @@ async def reschedule_group(
     the new date, drafts stay drafts; PUBLISHED posts move (and publish again) only with
     ``republish``. The job deferred for the old date becomes a no-op."""
     date = planned(date, field="date")
-    rows = await _group_rows(session, org_id, group)
+    rows = await _group_rows(session, org_id, group, lock=True)
     if not rows:
         raise NotFound("group not found", field="group")
     await _refuse_in_flight(session, [r.id for r in rows])
@@ -1133,7 +1141,7 @@ async def change_status(
     publishes at once. PUBLISHED posts cannot move (400).
     """
     post = await _post_in_org(session, org_id, post_id)
-    rows = await _group_rows(session, org_id, post.group)
+    rows = await _group_rows(session, org_id, post.group, lock=True)
     await _refuse_in_flight(session, [r.id for r in rows])
     if any(r.state == State.PUBLISHED for r in rows):
         raise BadRequest(
@@ -1183,6 +1191,7 @@ async def update_settings(
     """Merge provider settings into a QUEUE or DRAFT post (its whole thread) whose date has
     not passed; checked against the channel's settings model."""
     post = await _post_in_org(session, org_id, post_id)
+    await _group_rows(session, org_id, post.group, lock=True)  # reloads ``post``, locked
     if post.state not in (State.QUEUE, State.DRAFT):
         raise BadRequest("only queued or draft posts can change settings", field="id")
     if post.publish_date <= now_utc() and post.state == State.QUEUE:
