@@ -383,3 +383,41 @@ async def test_an_edit_racing_a_claim_is_refused_not_lost(fresh_database: Databa
                 before.publish_date,
                 "original",
             )
+
+
+async def test_a_post_rescheduled_while_waiting_for_a_retry_goes_out_at_its_new_time(
+    fresh_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rescheduling starts the retry count again: the wait for the old retry no longer holds the
+    post back (nor does that retry's job fire it at the old retry time)."""
+    monkeypatch.setattr(engine, "BACKOFF_BASE", 3600.0)  # the retry would be an hour away
+    tenant = await make_tenant(fresh_database)
+    async with FakeMastodon() as masto:
+        channel = await add_mastodon_channel(fresh_database, tenant.org_id, masto)
+        masto.fail("POST", "/api/v1/statuses", 503, {"error": "Down for maintenance"})
+        created = await create(
+            fresh_database, tenant, {"type": "now", "posts": [thread(channel, "Soon")]}
+        )
+        group, post_id = created["group"], created["posts"][0]["postId"]
+        async with running_workers(fresh_database):
+
+            async def waiting_for_retry() -> bool:
+                return [a.outcome for a in await attempts_of(fresh_database, post_id)] == ["retry"]
+
+            await eventually(waiting_for_retry)
+            moved_to = datetime.now(UTC) + timedelta(seconds=1)
+            async with asgi_client(build_app(fresh_database)) as client:
+                moved = await client.put(
+                    f"/api/posts/group/{group}/date",
+                    json={"date": iso(moved_to)},
+                    headers=tenant.headers,
+                )
+            assert moved.status_code == 200, moved.text
+            post = await _settled(fresh_database, post_id)
+            published_at = datetime.now(UTC)
+        assert post.state == State.PUBLISHED
+        assert moved_to <= published_at < moved_to + timedelta(seconds=5)
+        assert len(masto.statuses) == 1
+        first, second = await attempts_of(fresh_database, post_id)
+        assert (first.outcome, second.outcome) == ("retry", "published")
+        assert second.started_at >= moved_to

@@ -150,14 +150,16 @@ def process_worker_name() -> str:
 # SQL
 # ---------------------------------------------------------------------------------------------
 
-# A post that may be claimed now. ``p`` is the post.
+# A post that may be claimed now. ``p`` is the post. A retry's wait holds the post back only
+# until the post is edited or rescheduled (``updated_at``), which starts the count again.
 _READY = """
     p.state = 'QUEUE' AND p.deleted_at IS NULL AND p.publish_date <= now()
     AND (p.parent_post_id IS NULL OR EXISTS (
         SELECT 1 FROM post pp WHERE pp.id = p.parent_post_id AND pp.state = 'PUBLISHED'))
     AND NOT EXISTS (
         SELECT 1 FROM post_attempt a
-        WHERE a.post_id = p.id AND (a.outcome IS NULL OR a.retry_at > now()))
+        WHERE a.post_id = p.id
+          AND (a.outcome IS NULL OR (a.retry_at > now() AND a.started_at >= p.updated_at)))
 """
 
 # Claim the next ready post of each channel (``prefer`` first): lock the row, skipping rows
