@@ -7,11 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlalchemy import select
 
 from tidings.accounts.auth import DbSession
 from tidings.channels import service as channels_service
 from tidings.core.errors import NotFound
 from tidings.core.tenancy import OrgId
+from tidings.media.models import Media
 from tidings.orgs import service as orgs_service
 from tidings.posts import attempts as attempts_service
 from tidings.posts import comments as comments_service
@@ -19,6 +21,7 @@ from tidings.posts import service as posts_service
 from tidings.posts import sets as sets_service
 from tidings.posts import signatures as signatures_service
 from tidings.posts import tags as tags_service
+from tidings.posts.schemas import GroupOut
 from tidings.web.calendar_pages import STATE_LABELS
 from tidings.web.context import Page, render
 
@@ -61,6 +64,29 @@ async def composer_channels(db: DbSession, org_id: OrgId) -> list[dict[str, Any]
     return out
 
 
+async def library_details(db: DbSession, org_id: OrgId, group: GroupOut) -> dict[str, Any]:
+    """Name, kind and type of the library files a group's parts refer to (by id): a post keeps
+    only a file's address, while the composer names each file ("Alt text of launch.png") and
+    checks the platforms' media rules by kind."""
+    ids = {
+        ref.get("id")
+        for thread in group.posts
+        for part in thread.value
+        for ref in part.image
+        if isinstance(ref.get("id"), str)
+    }
+    if not ids:
+        return {}
+    rows = await db.execute(
+        select(Media.id, Media.name, Media.type, Media.mime_type).where(
+            Media.organization_id == org_id, Media.id.in_(ids)
+        )
+    )
+    return {
+        row.id: {"name": row.name, "type": row.type, "mime_type": row.mime_type} for row in rows
+    }
+
+
 def _parse_instant(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -101,6 +127,7 @@ async def compose_page(
         ],
         "sets": [{"id": s.id, "name": s.name} for s in await sets_service.list_sets(db, org_id)],
         "group": existing.model_dump(mode="json") if existing else None,
+        "library": await library_details(db, org_id, existing) if existing else {},
         "date": date if _parse_instant(date) is not None else None,
         "preselect": channel,
     }

@@ -65,8 +65,10 @@
       content: p.content || "",
       delay: p.delay || 0,
       media: (p.image || []).map(function (m) {
+        var known = (m.id && data.library && data.library[m.id]) || {};
         return { id: m.id || null, path: m.path, alt: m.alt || "", thumbnail: m.thumbnail || null,
-          type: m.type || null, mime_type: m.mime_type || m.mimeType || null, name: m.name || null };
+          type: m.type || known.type || null, mime_type: m.mime_type || m.mimeType || known.mime_type || null,
+          name: m.name || known.name || null };
       })
     };
   }
