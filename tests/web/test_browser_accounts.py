@@ -223,7 +223,17 @@ async def test_phone_width_and_organization_switch(browser: Any, live: LiveApp) 
             "First Org"
         )
         # Nothing overflows sideways at phone width (the week grid scrolls inside itself).
-        for path in ("/channels", "/calendar", "/calendar?view=month", "/settings/team"):
+        for path in (
+            "/channels",
+            "/calendar",
+            "/calendar?view=month",
+            "/calendar?view=list",
+            "/compose",
+            "/media",
+            "/settings/team",
+            "/settings/webhooks",
+            "/notifications",
+        ):
             await page.goto(path)
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, path

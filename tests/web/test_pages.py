@@ -573,3 +573,64 @@ async def test_connectors_page_never_shows_the_key(
     client.cookies.set("tidings_org", other_tenant.org_id)
     other = await client.get("/settings/connectors")
     assert "93.184.215.14" not in other.text and "No connectors yet." in other.text
+
+
+async def test_every_state_changing_route_needs_the_token_with_a_cookie_session(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Every unsafe route of the app (pages, app API, Public API, mounted apps alike) refuses a
+    cookie-authenticated request without the page's token, before it runs."""
+    from starlette.routing import Mount, Route
+
+    from tidings.web.csrf import ANONYMOUS_PATHS
+
+    def routes(items: Any, prefix: str = "") -> Any:
+        for item in items:
+            if hasattr(item, "effective_route_contexts"):  # an included router (FastAPI)
+                for route in item.effective_route_contexts():
+                    if route.methods:
+                        yield prefix + route.path, set(route.methods)
+            elif isinstance(item, Mount):
+                yield from routes(item.routes or [], prefix + item.path)
+            elif isinstance(item, Route) and item.methods:
+                yield prefix + item.path, set(item.methods)
+
+    token = _csrf((await client.get("/login")).text)
+    await _sign_in_cookie(client, tenant)
+    checked = 0
+    for path, methods in routes(app.routes):
+        url = re.sub(r"\{[^}]+\}", "x", path)
+        for method in sorted(methods - {"GET", "HEAD", "OPTIONS"}):
+            if path in ANONYMOUS_PATHS:
+                continue
+            response = await client.request(method, url, json={})
+            assert response.status_code == 403, (method, path, response.status_code)
+            assert response.json()["error"] == "csrf_failed", (method, path)
+            form = await client.request(method, url, data={"csrf_token": "y" * 43})
+            assert form.status_code == 403, (method, path, "wrong form token")
+            checked += 1
+    assert checked > 50, checked
+    # The same request with the token reaches the route (here: signing out).
+    out = await client.post("/logout", data={"csrf_token": token})
+    assert out.status_code == 303
+
+
+def test_every_plain_form_of_the_templates_carries_the_token() -> None:
+    """Forms that post without our JavaScript (method="post") carry the token as a field; the
+    others are sent by our scripts, which add it as a header."""
+    from tidings.web.context import TEMPLATES_DIR
+
+    forms = 0
+    for template in sorted(TEMPLATES_DIR.rglob("*.html")):
+        html = template.read_text()
+        for form in re.findall(r"<form\b[^>]*>.*?</form>", html, re.S):
+            opening = form[: form.index(">") + 1]
+            method = re.search(r'(?<![-\w])method="(\w+)"', opening)
+            if method and method.group(1).lower() == "post":
+                forms += 1
+                assert 'name="{{ csrf_field_name }}"' in form, (template.name, opening)
+            else:
+                # No method: a GET when sent without script (safe); our scripts send it
+                # through Tidings.api, which adds the header.
+                assert not method or method.group(1).lower() == "get", (template.name, opening)
+    assert forms >= 2
