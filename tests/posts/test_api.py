@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,8 +64,10 @@ async def test_create_schedule_read_and_list(
     # The publish job is deferred with the post, at its date, for the head only.
     assert await jobs_for(db, head_a.id) == [alarm_lock(head_a.id, FUTURE)]
     assert await jobs_for(db, reply_a.id) == []
-    tags = (await db.execute(select(Tags.name).where(Tags.org_id == tenant.org_id))).scalars()
-    assert sorted(tags) == ["Launch", "News"]
+    tags = (await db.execute(select(Tags).where(Tags.org_id == tenant.org_id))).scalars().all()
+    assert sorted(t.name for t in tags) == ["Launch", "News"]
+    # Created with a color of the palette (a name keeps its color).
+    assert all(re.fullmatch(r"#[0-9A-Fa-f]{6}", t.color) for t in tags)
 
     read = await client.get(f"/api/posts/group/{group}", headers=tenant.headers)
     assert read.status_code == 200, read.text
