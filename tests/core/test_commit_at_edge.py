@@ -80,3 +80,32 @@ async def test_a_value_the_database_refuses_is_a_400(fresh_database: Database) -
         response = await client.post("/_test/nul/a%00b")
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_value"
+
+
+async def test_concurrent_writers_failing_is_a_409_to_retry(fresh_database: Database) -> None:
+    """A deadlock or serialization failure (PostgreSQL's own error codes) means nothing was
+    stored and the request may be sent again: 409 with Retry-After, not a 500. Other
+    operational errors stay 5xx."""
+    router = APIRouter()
+
+    @router.post("/_test/raise/{code}")
+    async def fail(code: str, session: DbSession) -> dict[str, str]:
+        session.add(Organization(name=f"lost-{code}"))
+        await session.flush()
+        await session.execute(
+            text(f"DO $$ BEGIN RAISE EXCEPTION 'concurrent' USING ERRCODE = '{code}'; END $$")
+        )
+        return {"ok": "no"}
+
+    app = build_app(fresh_database)
+    app.include_router(router)
+    async with asgi_client(app) as client:
+        for code in ("40P01", "40001", "55P03"):
+            response = await client.post(f"/_test/raise/{code}")
+            assert response.status_code == 409, code
+            assert response.headers["retry-after"] == "1"
+            assert "try again" in response.json()["message"]
+        canceled = await client.post("/_test/raise/57014")  # query_canceled
+        assert canceled.status_code == 500
+    with psycopg.connect(fresh_database.url) as conn:
+        assert conn.execute("SELECT count(*) FROM organization").fetchone() == (0,)

@@ -20,10 +20,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("tidings.errors")
+#: deadlock_detected, serialization_failure, lock_not_available: a retry can succeed.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
 
 
 class TidingsError(Exception):
@@ -179,6 +181,25 @@ def install_error_handlers(app: FastAPI) -> None:
             {"error": "invalid_value", "message": f"a value cannot be stored: {first}"},
             status_code=400,
         )
+
+    @app.exception_handler(OperationalError)
+    async def _operational_error(request: Request, exc: OperationalError) -> JSONResponse:
+        # A deadlock, serialization failure or lock timeout between concurrent writers (an edit
+        # racing the publishing engine): nothing was stored, and the same request can succeed
+        # a moment later. Anything else (the database gone) stays a 5xx.
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate in _RETRYABLE_SQLSTATES:
+            logger.info("concurrent writers (%s) answered 409", sqlstate)
+            return JSONResponse(
+                {
+                    "error": "conflict",
+                    "message": "the data changed while the request ran; nothing was stored, "
+                    "try again",
+                },
+                status_code=409,
+                headers={"Retry-After": "1"},
+            )
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
