@@ -3,6 +3,7 @@ need not be reachable from the worker), held once in memory; other URLs go throu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tracemalloc
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from starlette.responses import Response
 
 from tests.channels.providers.servers.base import FakePlatform, RecordedRequest
 from tests.channels.providers.servers.mastodon import FakeMastodon
+from tests.channels.providers.servers.youtube import VIDEOS, FakeYouTube
 from tests.conftest import Tenant, asgi_client, build_app, make_tenant
 from tests.media.factories import image_bytes
 from tests.media.helpers import configure_media, upload
@@ -28,13 +30,21 @@ from tests.posts.helpers import (
     running_workers,
     sql_statements,
 )
-from tidings.channels.providers import BadBodyError, MediaItem
+from tidings.channels.providers import (
+    BadBodyError,
+    ChannelCredentials,
+    MediaItem,
+    PostPart,
+    ProviderConfig,
+    RetryableError,
+)
+from tidings.channels.providers.youtube import YouTubeProvider, YouTubeSettings
 from tidings.config import get_settings
 from tidings.core.enums import State
 from tidings.db import Database
 from tidings.media.deps import MediaEnv
 from tidings.media.models import Media
-from tidings.media.storage import CHUNK_SIZE, LocalStorage, new_media_key
+from tidings.media.storage import CHUNK_SIZE, LocalStorage, StorageError, new_media_key
 from tidings.posts.media import post_media, readable
 from tidings.posts.models import Post
 
@@ -144,6 +154,61 @@ async def test_a_stored_file_is_held_once_in_memory(
     assert peak < len(data) + 4 * CHUNK_SIZE, peak / len(data)
 
 
+async def _never_whole() -> bytes:
+    raise AssertionError("the whole video was read instead of streamed")
+
+
+async def test_a_stored_video_goes_to_the_provider_through_the_stream(
+    db: AsyncSession, tenant: Tenant, env: MediaEnv
+) -> None:
+    data = os.urandom(3 * CHUNK_SIZE + 4321)
+    media = await _stored_media(db, env, tenant.org_id, data)
+    [[item]] = await post_media(
+        db, [(tenant.org_id, [{"id": media.id, "path": media.path}])], env=env
+    )
+    async with httpx.AsyncClient() as client, FakeYouTube() as youtube:
+        [ready] = readable([item], client)
+        assert ready.stream is not None and ready.size == len(data)
+        # Only the stream can deliver the file: reading it whole fails.
+        ready = dataclasses.replace(ready, read=_never_whole)
+        provider = YouTubeProvider(
+            client, ProviderConfig(urls={"api": youtube.base_url, "web": "https://yt.test"})
+        )
+        token = youtube.oauth.issue("google-user-1", "youtube", refresh=False)["access_token"]
+        credentials = ChannelCredentials(access_token=token, internal_id="UCx1y2z3")
+        result = await provider.publish(
+            credentials, PostPart(content="d", media=[ready]), YouTubeSettings(title="t")
+        )
+        put = youtube.last("PUT", VIDEOS)
+        assert put.body == data and put.headers["content-length"] == str(len(data))
+        assert list(youtube.videos) == [result.id]
+
+
+async def test_a_stored_stream_maps_storage_failures_to_provider_errors(
+    db: AsyncSession, tenant: Tenant, env: MediaEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    media = await _stored_media(db, env, tenant.org_id, b"a short clip")
+    [[item]] = await post_media(
+        db, [(tenant.org_id, [{"id": media.id, "path": media.path}])], env=env
+    )
+    async with httpx.AsyncClient() as client:
+        [ready] = readable([item], client)
+        assert ready.stream is not None
+        assert b"".join([chunk async for chunk in ready.stream()]) == b"a short clip"
+
+        def unavailable(key: str, **_: Any) -> Any:
+            raise StorageError("the bucket is down")
+
+        monkeypatch.setattr(env.storage, "open_stream", unavailable)
+        with pytest.raises(RetryableError, match="storage is unavailable"):
+            [chunk async for chunk in ready.stream()]
+        monkeypatch.undo()
+        assert isinstance(env.storage, LocalStorage) and media.storage_key
+        env.storage.path_for(media.storage_key).unlink()
+        with pytest.raises(BadBodyError, match="no longer stored"):
+            [chunk async for chunk in ready.stream()]
+
+
 async def test_media_of_many_posts_in_one_statement_each_org_its_own(
     db: AsyncSession, tenant: Tenant, other_tenant: Tenant, env: MediaEnv
 ) -> None:
@@ -195,6 +260,9 @@ async def test_other_urls_go_through_the_url_guard_with_a_size_cap(
             await loopback.read()  # a private address, and private URLs are not allowed
         with pytest.raises(BadBodyError, match="cannot be used"):
             await loopback.read_thumbnail()
+        assert loopback.stream is not None
+        with pytest.raises(BadBodyError, match="cannot be used"):
+            [chunk async for chunk in loopback.stream()]
         assert files.requests == []
 
         monkeypatch.setenv("TIDINGS_ALLOW_PRIVATE_URLS", "true")
@@ -207,6 +275,12 @@ async def test_other_urls_go_through_the_url_guard_with_a_size_cap(
             assert await small.read() == image_bytes("PNG", size=(4, 4))
             with pytest.raises(BadBodyError, match="larger than 1,024 bytes"):
                 await big.read()
+            # Streamed the same way: through the guard, with the same cap.
+            assert small.stream is not None and big.stream is not None
+            streamed = b"".join([chunk async for chunk in small.stream()])
+            assert streamed == image_bytes("PNG", size=(4, 4))
+            with pytest.raises(BadBodyError, match="larger than 1,024 bytes"):
+                [chunk async for chunk in big.stream()]
         finally:
             monkeypatch.undo()
             get_settings.cache_clear()

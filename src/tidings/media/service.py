@@ -525,6 +525,13 @@ def _reader(storage: Storage, key: str, size: int | None = None) -> Callable[[],
     return read
 
 
+def _streamer(storage: Storage, key: str) -> Callable[[], AsyncIterator[bytes]]:
+    def stream() -> AsyncIterator[bytes]:
+        return storage.open_stream(key)
+
+    return stream
+
+
 def _item_from_row(ref: Mapping[str, Any], media: Media, env: MediaEnv) -> MediaItem:
     url = env.url_for(media.storage_key) if media.storage_key else _text(ref.get("path"))
     thumbnail = env.url_for(media.thumbnail_key) if media.thumbnail_key else media.thumbnail
@@ -544,6 +551,7 @@ def _item_from_row(ref: Mapping[str, Any], media: Media, env: MediaEnv) -> Media
             else None
         ),
         read_thumbnail=_reader(env.storage, media.thumbnail_key) if media.thumbnail_key else None,
+        stream=_streamer(env.storage, media.storage_key) if media.storage_key else None,
     )
 
 
@@ -569,11 +577,11 @@ async def media_items_for(
     """The :class:`MediaItem` list of a post's ``image`` JSON, for the publishing engine.
 
     A reference to a media of ``org_id`` (by ``id``, else by ``path``) -- deleted from the
-    library or not -- reads its bytes straight from storage (``read``/``read_thumbnail``) and
-    carries its current public URL, MIME type, dimensions and size; the post's own ``alt``
-    wins over the library's. Any other reference (a URL from elsewhere, another
-    organization's id, bytes already purged) has ``read=None``: the provider downloads
-    ``url``. Entries without a usable path are skipped.
+    library or not -- reads its bytes straight from storage (``read``/``read_thumbnail``, and
+    ``stream`` for uploads in chunks) and carries its current public URL, MIME type,
+    dimensions and size; the post's own ``alt`` wins over the library's. Any other reference
+    (a URL from elsewhere, another organization's id, bytes already purged) has ``read=None``:
+    the provider downloads ``url``. Entries without a usable path are skipped.
     """
     [items] = await media_items_for_posts(session, [(org_id, image_json)], env=env)
     return items

@@ -13,17 +13,19 @@ statement; :func:`readable` makes them ready to publish:
   downloaded through the URL guard (these URLs are user-given; the provider's own fallback
   download does not check them), size-capped.
 
-Memory: the provider interface is ``MediaItem.read() -> bytes``, so a file being uploaded is held
-in memory once, for the duration of that upload: storage reads and downloads fill one buffer
-reserved at the file's size and hand out that buffer itself (no second copy, no HTTP download of
-our own files). Nothing keeps it afterwards; streaming uploads would need the provider interface
-to take a stream.
+Memory: every item gets both ``read`` (the whole file as bytes) and ``stream`` (a fresh chunk
+iterator, with the same error mapping and size cap). Providers that upload videos (YouTube, X,
+TikTok, LinkedIn) send them from ``stream`` chunk by chunk, so a video is never held whole; the
+others take ``read``, which holds the file once for the duration of that upload: storage reads
+and downloads fill one buffer reserved at the file's size and hand out that buffer itself (no
+second copy, no HTTP download of our own files).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -38,6 +40,7 @@ from tidings.media.service import collect_bytes, media_items_for_posts
 from tidings.media.storage import ObjectNotFoundError, StorageError
 
 Reader = Callable[[], Awaitable[bytes]]
+Streamer = Callable[[], AsyncIterator[bytes]]
 
 
 async def post_media(
@@ -59,20 +62,27 @@ async def post_media(
 
 
 def readable(items: Sequence[MediaItem], client: httpx.AsyncClient) -> list[MediaItem]:
-    """Copies of ``items`` ready for a provider: storage reads raise provider errors, and
-    media that are not ours are downloaded with ``client`` through the URL guard."""
+    """Copies of ``items`` ready for a provider: storage reads and streams raise provider
+    errors, and media that are not ours are downloaded (read or streamed) with ``client``
+    through the URL guard."""
     out = []
     for item in items:
+        stream: Streamer | None = None
         if item.read is not None:
             read: Reader = _from_storage(item.read, item.url)
+            if item.stream is not None:
+                stream = _stream_from_storage(item.stream, item.url)
         else:
             read = _download(client, item.url)
+            stream = _download_stream(client, item.url)
         read_thumbnail: Reader | None = None
         if item.read_thumbnail is not None:
             read_thumbnail = _from_storage(item.read_thumbnail, item.thumbnail_url or item.url)
         elif item.thumbnail_url:
             read_thumbnail = _download(client, item.thumbnail_url)
-        out.append(dataclasses.replace(item, read=read, read_thumbnail=read_thumbnail))
+        out.append(
+            dataclasses.replace(item, read=read, read_thumbnail=read_thumbnail, stream=stream)
+        )
     return out
 
 
@@ -88,43 +98,85 @@ def _from_storage(read: Reader, url: str) -> Reader:
     return guarded
 
 
+def _stream_from_storage(stream: Streamer, url: str) -> Streamer:
+    """``stream`` with :func:`_from_storage`'s error mapping (raised on first iteration or
+    midway)."""
+
+    async def guarded() -> AsyncIterator[bytes]:
+        source: AsyncIterator[bytes] | None = None
+        try:
+            source = stream()
+            async for chunk in source:
+                yield chunk
+        except ObjectNotFoundError as exc:
+            raise BadBodyError(f"The media file {url} is no longer stored") from exc
+        except (StorageError, OSError) as exc:
+            raise RetryableError(f"The media storage is unavailable ({url}): {exc}") from exc
+        finally:
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                await close()
+
+    return guarded
+
+
+@asynccontextmanager
+async def _downloading(
+    client: httpx.AsyncClient, url: str
+) -> AsyncIterator[tuple[AsyncIterator[bytes], int | None]]:
+    """A media URL's body through the URL guard: its chunks, refused past the largest media
+    size while downloading, and its declared length; failures are provider errors so the
+    engine classifies them (a missing file rejects the post, a flaky server is retried)."""
+    settings = get_settings()
+    limit = max(settings.max_image_bytes, settings.max_video_bytes)
+    try:
+        response = await guarded_request(
+            client, "GET", url, allow_private=settings.allow_private_urls, stream=True
+        )
+    except UnsafeURLError as exc:
+        raise BadBodyError(f"The media file {url} cannot be used: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise RetryableError(f"Could not download the media file {url}: {exc}") from exc
+    try:
+        status = response.status_code
+        if status >= 500 or status == 429:
+            raise RetryableError(
+                f"Could not download the media file {url}: HTTP {status}", status_code=status
+            )
+        if status >= 400:
+            raise BadBodyError(
+                f"The media file {url} could not be downloaded: HTTP {status}",
+                status_code=status,
+            )
+        declared = _declared_length(response)
+        if declared is not None and declared > limit:
+            raise BadBodyError(_too_large(url, limit))
+        yield _capped(response.aiter_bytes(), url, limit), declared
+    except httpx.HTTPError as exc:
+        raise RetryableError(f"Could not download the media file {url}: {exc}") from exc
+    finally:
+        await response.aclose()
+
+
 def _download(client: httpx.AsyncClient, url: str) -> Reader:
-    """Bytes of a media URL through the URL guard, refused past the largest media size while
-    downloading; failures are provider errors so the engine classifies them (a missing file
-    rejects the post, a flaky server is retried)."""
+    """Bytes of a media URL (see :func:`_downloading`), held once."""
 
     async def read() -> bytes:
-        settings = get_settings()
-        limit = max(settings.max_image_bytes, settings.max_video_bytes)
-        try:
-            response = await guarded_request(
-                client, "GET", url, allow_private=settings.allow_private_urls, stream=True
-            )
-        except UnsafeURLError as exc:
-            raise BadBodyError(f"The media file {url} cannot be used: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise RetryableError(f"Could not download the media file {url}: {exc}") from exc
-        try:
-            status = response.status_code
-            if status >= 500 or status == 429:
-                raise RetryableError(
-                    f"Could not download the media file {url}: HTTP {status}", status_code=status
-                )
-            if status >= 400:
-                raise BadBodyError(
-                    f"The media file {url} could not be downloaded: HTTP {status}",
-                    status_code=status,
-                )
-            declared = _declared_length(response)
-            if declared is not None and declared > limit:
-                raise BadBodyError(_too_large(url, limit))
-            return await collect_bytes(_capped(response.aiter_bytes(), url, limit), declared)
-        except httpx.HTTPError as exc:
-            raise RetryableError(f"Could not download the media file {url}: {exc}") from exc
-        finally:
-            await response.aclose()
+        async with _downloading(client, url) as (chunks, declared):
+            return await collect_bytes(chunks, declared)
 
     return read
+
+
+def _download_stream(client: httpx.AsyncClient, url: str) -> Streamer:
+    """A fresh download of a media URL (see :func:`_downloading`), chunk by chunk."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        async with _downloading(client, url) as (chunks, _):
+            async for chunk in chunks:
+                yield chunk
+
+    return stream
 
 
 def _declared_length(response: httpx.Response) -> int | None:

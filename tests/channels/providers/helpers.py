@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from tidings.channels.providers import MediaItem
 
@@ -45,3 +45,38 @@ def video(data: bytes = MP4, mime: str = "video/mp4", name: str = "v.mp4") -> Me
         thumbnail_url="https://media.example/thumb.jpg",
         read_thumbnail=reader(JPEG),
     )
+
+
+class StreamedFile:
+    """A file that can only be streamed: ``read`` fails, ``stream`` yields ``piece``-byte
+    chunks. ``opens`` counts the streams opened, ``largest`` the largest chunk handed out."""
+
+    def __init__(self, data: bytes, piece: int = 37) -> None:
+        self.data = data
+        self.piece = piece
+        self.opens = 0
+
+    async def read(self) -> bytes:
+        raise AssertionError("the whole file was read instead of streamed")
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        self.opens += 1
+        for start in range(0, len(self.data), self.piece):
+            yield self.data[start : start + self.piece]
+
+    def item(
+        self, *, size: int | None = -1, mime: str = "video/mp4", name: str = "v.mp4"
+    ) -> MediaItem:
+        """A video item of this file (``size`` -1: the true size; None: unknown)."""
+        return MediaItem(
+            url=f"https://media.example/{name}",
+            type="video",
+            mime_type=mime,
+            width=1280,
+            height=720,
+            size=len(self.data) if size == -1 else size,
+            read=self.read,
+            stream=self.stream,
+            thumbnail_url="https://media.example/thumb.jpg",
+            read_thumbnail=reader(JPEG),
+        )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, quote, urlsplit
@@ -7,7 +8,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import pytest
 
-from tests.channels.providers.helpers import JPEG, MP4, PNG, image, video
+from tests.channels.providers.helpers import JPEG, MP4, PNG, StreamedFile, image, video
 from tests.channels.providers.servers.linkedin import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -316,6 +317,20 @@ async def test_publish_video(
     assert stored["data"] == MP4
     assert len(li.calls("GET", "/rest/videos/{urn}")) == 2  # PROCESSING, then AVAILABLE
     assert li.last("POST", "/rest/posts").json["content"] == {"media": {"id": urn}}
+
+
+async def test_video_parts_are_streamed_never_read_whole(
+    provider: LinkedInProvider, li: FakeLinkedIn, http: httpx.AsyncClient
+) -> None:
+    creds = await connect(provider, http)
+    source = StreamedFile(os.urandom(950), piece=33)
+    await provider.publish(creds, PostPart(content="clip", media=[source.item()]), DEFAULT)
+    init = li.calls("POST", "/rest/videos")[0]
+    assert init.json["initializeUploadRequest"]["fileSizeBytes"] == 950
+    stored = li.videos[next(iter(li.videos))]
+    parts = [li.uploads[key] for key in stored["keys"]]
+    assert [len(p) for p in parts] == [100] * 9 + [50]
+    assert stored["data"] == source.data and source.opens == 1
 
 
 async def test_reply_chain(

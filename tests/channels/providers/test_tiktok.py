@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from tests.channels.providers.helpers import JPEG, MP4, image, video
+from tests.channels.providers.helpers import JPEG, MP4, StreamedFile, image, video
 from tests.channels.providers.oauthflow import approve, credentials_of, query_of
 from tests.channels.providers.servers.tiktok import (
     CLIENT_KEY,
@@ -196,6 +197,24 @@ async def test_video_in_chunks(
         f"bytes 100-{size - 1}/{size}",
     ]
     assert b"".join(p.body for p in puts) == MP4
+
+
+async def test_video_chunks_are_streamed_never_read_whole(
+    provider: TikTokProvider, tiktok: FakeTikTok, http: httpx.AsyncClient
+) -> None:
+    creds = await connect(provider, http)
+    provider.chunk_size = 1000  # 3500 bytes: three chunks, the last one takes the rest
+    source = StreamedFile(os.urandom(3500), piece=333)
+    await provider.publish(creds, PostPart(content="c", media=[source.item()]), DEFAULT)
+    init = tiktok.last("POST", VIDEO_INIT).json["source_info"]
+    assert (init["video_size"], init["chunk_size"], init["total_chunk_count"]) == (3500, 1000, 3)
+    puts = tiktok.calls("PUT", "/upload/{publish_id}")
+    assert [p.headers["content-range"] for p in puts] == [
+        "bytes 0-999/3500",
+        "bytes 1000-1999/3500",
+        "bytes 2000-3499/3500",
+    ]
+    assert b"".join(p.body for p in puts) == source.data and source.opens == 1
 
 
 async def test_pull_from_url_and_inbox_upload(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.channels.providers.helpers import JPEG, MP4, PNG, image, video
+from tests.channels.providers.helpers import JPEG, MP4, PNG, StreamedFile, image, video
 from tests.channels.providers.servers.x import CLIENT_ID, CLIENT_SECRET, FakeX
 from tidings.channels.providers import (
     BadBodyError,
@@ -238,6 +239,22 @@ async def test_publish_video_chunked(
     polls = api.calls("GET", "/2/media/upload")
     assert [p.query for p in polls] == [{"command": "STATUS", "media_id": media_id}] * 2
     assert api.media[media_id]["data"] == MP4
+    assert api.last("POST", TWEETS).json["media"] == {"media_ids": [media_id]}
+
+
+async def test_video_segments_are_streamed_never_read_whole(
+    provider: XProvider, api: FakeX, http: httpx.AsyncClient
+) -> None:
+    provider.chunk_size = 1000
+    creds = await connect(provider, api, http)
+    source = StreamedFile(os.urandom(4500), piece=333)
+    await provider.publish(creds, PostPart(content="clip", media=[source.item()]), DEFAULT)
+    assert api.last("POST", "/2/media/upload/initialize").json["total_bytes"] == 4500
+    appends = api.calls("POST", "/2/media/upload/{id}/append")
+    assert [a.form["segment_index"] for a in appends] == ["0", "1", "2", "3", "4"]
+    assert [len(a.files["media"].data) for a in appends] == [1000, 1000, 1000, 1000, 500]
+    media_id = next(iter(api.media))
+    assert api.media[media_id]["data"] == source.data and source.opens == 1
     assert api.last("POST", TWEETS).json["media"] == {"media_ids": [media_id]}
 
 

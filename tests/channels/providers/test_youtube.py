@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from tests.channels.providers.helpers import JPEG, MP4, image, video
+from tests.channels.providers.helpers import JPEG, MP4, StreamedFile, image, video
 from tests.channels.providers.oauthflow import approve, credentials_of, query_of
 from tests.channels.providers.servers.youtube import (
     CLIENT_ID,
@@ -269,6 +270,52 @@ async def test_hang_is_unknown_outcome(
     with pytest.raises(UnknownOutcomeError):
         await provider.publish(creds, PostPart(content="d", media=[video()]), SETTINGS)
     assert time.monotonic() - started < 3
+
+
+async def test_the_video_is_streamed_never_read_whole(
+    provider: YouTubeProvider, youtube: FakeYouTube, http: httpx.AsyncClient
+) -> None:
+    creds = await connect(provider, http)
+    provider.stream_chunk_size = 1000
+    source = StreamedFile(os.urandom(250_000), piece=4099)
+    result = await provider.publish(creds, PostPart(content="d", media=[source.item()]), SETTINGS)
+    size = str(len(source.data))
+    assert youtube.last("POST", VIDEOS).headers["x-upload-content-length"] == size
+    put = youtube.last("PUT", VIDEOS)
+    assert put.body == source.data
+    # One body of a declared length, as before (not a chunked transfer).
+    assert put.headers["content-length"] == size and "transfer-encoding" not in put.headers
+    assert "content-range" not in put.headers
+    assert list(youtube.videos) == [result.id] and source.opens == 1
+
+
+async def test_a_streamed_upload_never_received_is_resumed_from_a_new_stream(
+    provider: YouTubeProvider, youtube: FakeYouTube, http: httpx.AsyncClient
+) -> None:
+    creds = await connect(provider, http)
+    source = StreamedFile(os.urandom(50_000), piece=1000)
+    youtube.hang("PUT", VIDEOS)  # the bytes never arrive at the session
+    result = await provider.publish(creds, PostPart(content="d", media=[source.item()]), SETTINGS)
+    puts = youtube.calls("PUT", VIDEOS)
+    size = len(source.data)
+    assert [p.headers.get("content-range") for p in puts] == [
+        None,
+        f"bytes */{size}",
+        f"bytes 0-{size - 1}/{size}",
+    ]
+    assert puts[-1].body == source.data and source.opens == 2
+    assert list(youtube.videos) == [result.id]
+
+
+async def test_a_stream_shorter_than_its_size_is_refused_not_uploaded(
+    provider: YouTubeProvider, youtube: FakeYouTube, http: httpx.AsyncClient
+) -> None:
+    creds = await connect(provider, http)
+    source = StreamedFile(os.urandom(5000), piece=1000)
+    item = source.item(size=6000)  # the file changed since it was recorded
+    with pytest.raises(BadBodyError, match="changed since it was stored"):
+        await provider.publish(creds, PostPart(content="d", media=[item]), SETTINGS)
+    assert youtube.videos == {}
 
 
 async def test_session_start_hang_is_retryable(

@@ -83,6 +83,7 @@ is refused, not reached.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.utils
 import hashlib
@@ -91,8 +92,10 @@ import logging
 import os
 import re
 import secrets
+import tempfile
 from abc import ABC
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, TypeVar
@@ -376,6 +379,12 @@ class MediaItem:
 
     ``url`` is public: platforms that fetch media themselves get it. ``read`` returns the bytes
     for platforms that need an upload; when it is None the provider downloads ``url``.
+
+    ``stream``, when set, opens a fresh iterator over the same bytes (chunks of any size) each
+    time it is called; ``size`` is then the exact byte count when known. Providers that upload
+    large videos use them through :meth:`Provider.open_media` / :meth:`Provider.media_chunks`,
+    so a video is never held whole in memory; ``read`` stays for small files and for platforms
+    that need the bytes at once.
     """
 
     url: str
@@ -388,6 +397,157 @@ class MediaItem:
     thumbnail_url: str | None = None
     read: Callable[[], Awaitable[bytes]] | None = None
     read_thumbnail: Callable[[], Awaitable[bytes]] | None = None
+    stream: Callable[[], AsyncIterator[bytes]] | None = None
+
+
+#: Opens a fresh stream of a file's bytes, in chunks of any size.
+StreamOpener = Callable[[], AsyncIterator[bytes]]
+#: The size of the pieces :class:`MediaBody` reads from bytes held in memory or a spool file.
+MEDIA_PIECE = 1024 * 1024
+
+
+@asynccontextmanager
+async def closing_stream(stream: AsyncIterator[bytes]) -> AsyncIterator[AsyncIterator[bytes]]:
+    """``stream`` for the block, closed at its end (an async generator's ``finally`` runs now,
+    not whenever it is collected: a file or a connection is released at once)."""
+    try:
+        yield stream
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class _Reader:
+    """Exact-length reads over one stream of arbitrary chunks."""
+
+    def __init__(self, source: AsyncIterator[bytes]) -> None:
+        self._source = source
+        self._pending = bytearray()
+        self._done = False
+        self.position = 0
+
+    async def read(self, n: int) -> bytes:
+        """The next ``n`` bytes (fewer only at the end of the stream)."""
+        while len(self._pending) < n and not self._done:
+            piece = await anext(self._source, None)
+            if piece is None:
+                self._done = True
+            elif not self._pending and len(piece) == n:
+                self.position += n
+                return piece  # already the wanted size: no copy
+            else:
+                self._pending += piece
+        out = bytes(self._pending[:n])
+        del self._pending[:n]
+        self.position += len(out)
+        return out
+
+    async def skip(self, n: int) -> None:
+        while n > 0:
+            got = await self.read(min(n, MEDIA_PIECE))
+            if not got:
+                return
+            n -= len(got)
+
+    async def aclose(self) -> None:
+        close = getattr(self._source, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class MediaBody:
+    """A media file ready to upload: its exact ``size`` and fresh streams of its bytes.
+
+    Every stream is checked against ``size``: a file that turns out longer or shorter (changed
+    in storage since it was recorded) raises BadBodyError rather than sending a wrong upload.
+    """
+
+    def __init__(self, size: int, opener: StreamOpener, *, url: str) -> None:
+        self.size = size
+        self._opener = opener
+        self._url = url
+
+    async def _verified(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async with closing_stream(self._opener()) as source:
+            async for piece in source:
+                seen += len(piece)
+                if seen > self.size:
+                    raise BadBodyError(self._mismatch(f"more than {self.size:,}"))
+                if piece:
+                    yield piece
+        if seen != self.size:
+            raise BadBodyError(self._mismatch(f"{seen:,}, not {self.size:,},"))
+
+    def _mismatch(self, what: str) -> str:
+        return f"The media file {self._url} has {what} bytes: it changed since it was stored"
+
+    async def chunks(
+        self, chunk_size: int, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """A fresh stream of the bytes ``[start, end)`` in chunks of exactly ``chunk_size``
+        (the last one shorter)."""
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        stop = self.size if end is None else min(end, self.size)
+        reader = _Reader(self._verified())
+        try:
+            await reader.skip(start)
+            while reader.position < stop:
+                chunk = await reader.read(min(chunk_size, stop - reader.position))
+                if not chunk:
+                    break
+                yield chunk
+            if end is None:
+                await reader.read(1)  # to the end: a longer file is caught, not sent cut
+        finally:
+            await reader.aclose()
+
+    async def spans(self, spans: Sequence[tuple[int, int]]) -> AsyncIterator[bytes]:
+        """The bytes of each ``[start, end)`` span in turn, each span in one piece; spans in
+        ascending order are read from one stream, a span before the last one reopens it."""
+        reader: _Reader | None = None
+        try:
+            for start, end in spans:
+                if not 0 <= start <= end <= self.size:
+                    raise BadBodyError(
+                        f"The platform asked for bytes {start}-{end} of a {self.size}-byte file"
+                    )
+                if reader is None or start < reader.position:
+                    if reader is not None:
+                        await reader.aclose()
+                    reader = _Reader(self._verified())
+                await reader.skip(start - reader.position)
+                data = await reader.read(end - start)
+                if len(data) != end - start:
+                    raise BadBodyError(self._mismatch(f"fewer than {end:,}"))
+                yield data
+            if reader is not None and reader.position == self.size:
+                await reader.read(1)  # at the end: a longer file is caught
+        finally:
+            if reader is not None:
+                await reader.aclose()
+
+
+def _pieces_of(content: bytes) -> StreamOpener:
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(content), MEDIA_PIECE):
+            yield content[start : start + MEDIA_PIECE]
+
+    return pieces
+
+
+def _pieces_from_file(path: str) -> StreamOpener:
+    async def pieces() -> AsyncIterator[bytes]:
+        f = await asyncio.to_thread(open, path, "rb")
+        try:
+            while piece := await asyncio.to_thread(f.read, MEDIA_PIECE):
+                yield piece
+        finally:
+            f.close()
+
+    return pieces
 
 
 @dataclass(kw_only=True, slots=True)
@@ -1087,12 +1247,53 @@ class Provider(ABC, Generic[SettingsT]):
             await self._url_guard(url)
 
     async def read_media(self, item: MediaItem) -> bytes:
-        """The bytes of a media item: its ``read`` callable, else a download of its URL."""
+        """The bytes of a media item: its ``read`` callable, else a download of its URL.
+
+        The whole file is held in memory for the upload: fine for images and for platforms
+        with small video limits or one-piece uploads (Bluesky, Mastodon, Telegram, Discord,
+        Slack, Pinterest, Reddit). Video uploads in pieces or as one PUT (YouTube, X, TikTok,
+        LinkedIn) use :meth:`open_media` / :meth:`media_chunks` instead.
+        """
         if item.read is not None:
             return await item.read()
         # Media URLs are this server's own (or its storage's), not a user-named host.
         response = await self.request("GET", item.url, idempotent=True, user_host=False)
         return response.content
+
+    @asynccontextmanager
+    async def open_media(self, item: MediaItem) -> AsyncIterator[MediaBody]:
+        """The item's bytes for an upload that goes in pieces or as a streamed body.
+
+        With ``stream`` and ``size``: streamed from the source, never held whole. With a
+        ``stream`` of unknown size (a downloaded URL): spooled to a temporary file first (in
+        ``TMPDIR``), so the size can be sent before the bytes. Otherwise: :meth:`read_media`,
+        held in memory.
+        """
+        if item.stream is not None and item.size is not None and item.size >= 0:
+            yield MediaBody(item.size, item.stream, url=item.url)
+        elif item.stream is not None:
+            fd, path = tempfile.mkstemp(prefix="tidings-media-", suffix=".part")
+            try:
+                size = 0
+                with os.fdopen(fd, "wb") as f:
+                    async with closing_stream(item.stream()) as source:
+                        async for piece in source:
+                            await asyncio.to_thread(f.write, piece)
+                            size += len(piece)
+                yield MediaBody(size, _pieces_from_file(path), url=item.url)
+            finally:
+                await asyncio.to_thread(_unlink_quietly, path)
+        else:
+            content = await self.read_media(item)
+            yield MediaBody(len(content), _pieces_of(content), url=item.url)
+
+    async def media_chunks(self, item: MediaItem, chunk_size: int) -> AsyncIterator[bytes]:
+        """The item's bytes in chunks of exactly ``chunk_size`` (the last one shorter), from
+        its stream when it has one (see :meth:`open_media`)."""
+        async with self.open_media(item) as body:
+            async with closing_stream(body.chunks(chunk_size)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
 
     async def read_thumbnail(self, item: MediaItem) -> bytes | None:
         """The bytes of a video's thumbnail, if it has one."""
@@ -1104,6 +1305,13 @@ class Provider(ABC, Generic[SettingsT]):
             )
             return response.content
         return None
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _origin(url: str) -> str:

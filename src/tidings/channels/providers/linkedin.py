@@ -27,6 +27,7 @@ from tidings.channels.providers.base import (
     ConnectedAccount,
     ConnectError,
     DisconnectedError,
+    MediaBody,
     MediaItem,
     MediaRules,
     PostPart,
@@ -39,6 +40,7 @@ from tidings.channels.providers.base import (
     TokenSet,
     UnknownOutcomeError,
     classify_response,
+    closing_stream,
     json_body,
     parse_retry_after,
     response_excerpt,
@@ -251,14 +253,21 @@ class LinkedInProvider(Provider[LinkedInSettings]):
             "PUT",
             str(value["uploadUrl"]),
             headers={"Authorization": f"Bearer {credentials.access_token}"},
-            content=await self.read_media(item),
+            content=await self.read_media(item),  # an image: small enough to hold whole
         )
         return str(value["image"])
 
     async def _upload_video(self, credentials: ChannelCredentials, item: MediaItem) -> str:
+        async with self.open_media(item) as body:
+            return await self._upload_video_body(credentials, item, body)
+
+    async def _upload_video_body(
+        self, credentials: ChannelCredentials, item: MediaItem, body: MediaBody
+    ) -> str:
+        """Initialize, PUT each part LinkedIn asks for as it is read (the file is never held
+        whole), then the thumbnail, finalize and wait until the video is available."""
         api = self.config.url("api")
         headers = self._headers(credentials.access_token)
-        content = await self.read_media(item)
         thumbnail = await self.read_thumbnail(item)
         response = await self.request(
             "POST",
@@ -267,7 +276,7 @@ class LinkedInProvider(Provider[LinkedInSettings]):
             json={
                 "initializeUploadRequest": {
                     "owner": self.author_urn(credentials),
-                    "fileSizeBytes": len(content),
+                    "fileSizeBytes": body.size,
                     "uploadCaptions": False,
                     "uploadThumbnail": thumbnail is not None,
                 }
@@ -277,21 +286,25 @@ class LinkedInProvider(Provider[LinkedInSettings]):
         value = json_body(response)["value"]
         video = str(value["video"])
         etags: list[str] = []
-        for instruction in value.get("uploadInstructions") or []:
-            first, last = int(instruction["firstByte"]), int(instruction["lastByte"])
-            put = await self.request(
-                "PUT",
-                str(instruction["uploadUrl"]),
-                headers={
-                    "Authorization": f"Bearer {credentials.access_token}",
-                    "Content-Type": "application/octet-stream",
-                },
-                content=content[first : last + 1],
-            )
-            etag = put.headers.get("etag")
-            if not etag:
-                raise RetryableError("LinkedIn did not confirm an uploaded video part")
-            etags.append(etag)
+        instructions = list(value.get("uploadInstructions") or [])
+        spans = [(int(i["firstByte"]), int(i["lastByte"]) + 1) for i in instructions]
+        async with closing_stream(body.spans(spans)) as parts:
+            index = 0
+            async for data in parts:
+                put = await self.request(
+                    "PUT",
+                    str(instructions[index]["uploadUrl"]),
+                    headers={
+                        "Authorization": f"Bearer {credentials.access_token}",
+                        "Content-Type": "application/octet-stream",
+                    },
+                    content=data,
+                )
+                index += 1
+                etag = put.headers.get("etag")
+                if not etag:
+                    raise RetryableError("LinkedIn did not confirm an uploaded video part")
+                etags.append(etag)
         if thumbnail is not None and value.get("thumbnailUploadUrl"):
             await self.request(
                 "PUT",

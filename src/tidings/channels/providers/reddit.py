@@ -383,6 +383,8 @@ class RedditProvider(Provider[RedditSettings]):
             if len(part.media) != 1:
                 raise BadBodyError("A Reddit media post carries exactly 1 file")
             item = part.media[0]
+            # Held whole: the lease's multipart POST takes bytes (a 1 GB video would want a
+            # streamed multipart body; see Provider.open_media).
             form["url"] = await self._upload(credentials, item, await self.read_media(item))
             if item.type == "video":
                 thumbnail = await self.read_thumbnail(item)

@@ -26,6 +26,7 @@ from tidings.channels.providers.base import (
     ConnectedAccount,
     ConnectError,
     DisconnectedError,
+    MediaBody,
     MediaItem,
     MediaRules,
     PostPart,
@@ -38,6 +39,7 @@ from tidings.channels.providers.base import (
     RuleViolation,
     TokenSet,
     UnknownOutcomeError,
+    closing_stream,
     json_body,
     parse_retry_after,
     response_excerpt,
@@ -310,35 +312,43 @@ class TikTokProvider(Provider[TikTokSettings]):
         return self.chunk_size, size // self.chunk_size
 
     async def _upload(
-        self, token: str, url: str, content: bytes, mime: str, publish_id: str
+        self, token: str, url: str, body: MediaBody, mime: str, publish_id: str
     ) -> None:
-        size = len(content)
+        """PUT the chunks in turn, each read as it goes: the file is never held whole (the
+        last chunk, which takes the rest, is under two chunk sizes)."""
+        size = body.size
         chunk_size, count = self._chunks(size)
-        for index in range(count):
-            start = index * chunk_size
-            end = size if index == count - 1 else start + chunk_size
-            last = index == count - 1
-            try:
-                await self.request(
-                    "PUT",
-                    url,
-                    content=content[start:end],
-                    headers={
-                        "Content-Type": mime,
-                        "Content-Range": f"bytes {start}-{end - 1}/{size}",
-                    },
-                    idempotent=not last,  # the last chunk sets the publish going
-                )
-            except UnknownOutcomeError as lost:
-                # Ask TikTok whether the whole file arrived before calling it unknown.
+        spans = [
+            (index * chunk_size, size if index == count - 1 else (index + 1) * chunk_size)
+            for index in range(count)
+        ]
+        async with closing_stream(body.spans(spans)) as pieces:
+            index = 0
+            async for piece in pieces:
+                start, end = spans[index]
+                last = index == count - 1
+                index += 1
                 try:
-                    status = await self._status(token, publish_id)
-                except ProviderError:
-                    raise lost from None
-                arrived = int(status.get("uploaded_bytes") or 0) >= size
-                if status.get("status") == "PROCESSING_UPLOAD" and not arrived:
-                    raise
-                return
+                    await self.request(
+                        "PUT",
+                        url,
+                        content=piece,
+                        headers={
+                            "Content-Type": mime,
+                            "Content-Range": f"bytes {start}-{end - 1}/{size}",
+                        },
+                        idempotent=not last,  # the last chunk sets the publish going
+                    )
+                except UnknownOutcomeError as lost:
+                    # Ask TikTok whether the whole file arrived before calling it unknown.
+                    try:
+                        status = await self._status(token, publish_id)
+                    except ProviderError:
+                        raise lost from None
+                    arrived = int(status.get("uploaded_bytes") or 0) >= size
+                    if status.get("status") == "PROCESSING_UPLOAD" and not arrived:
+                        raise
+                    return
 
     async def _status(self, token: str, publish_id: str) -> dict[str, Any]:
         return await self._call(
@@ -367,23 +377,36 @@ class TikTokProvider(Provider[TikTokSettings]):
         settings: TikTokSettings,
         creator: Mapping[str, Any],
     ) -> str:
-        direct = settings.content_posting_method == "DIRECT_POST"
-        content = b""
-        source: dict[str, Any]
         if settings.upload_method == "PULL_FROM_URL":
+            return await self._init_video(token, part, item, settings, creator, None)
+        async with self.open_media(item) as body:
+            return await self._init_video(token, part, item, settings, creator, body)
+
+    async def _init_video(
+        self,
+        token: str,
+        part: PostPart,
+        item: MediaItem,
+        settings: TikTokSettings,
+        creator: Mapping[str, Any],
+        body: MediaBody | None,
+    ) -> str:
+        """Init the publish (pulled from the URL, or ``body`` uploaded in chunks)."""
+        direct = settings.content_posting_method == "DIRECT_POST"
+        source: dict[str, Any]
+        if body is None:
             source = {"source": "PULL_FROM_URL", "video_url": item.url}
         else:
-            content = await self.read_media(item)
-            chunk_size, count = self._chunks(len(content))
+            chunk_size, count = self._chunks(body.size)
             source = {
                 "source": "FILE_UPLOAD",
-                "video_size": len(content),
+                "video_size": body.size,
                 "chunk_size": chunk_size,
                 "total_chunk_count": count,
             }
-        body: dict[str, Any] = {"source_info": source}
+        request: dict[str, Any] = {"source_info": source}
         if direct:
-            body["post_info"] = {
+            request["post_info"] = {
                 "title": part.content,
                 "privacy_level": settings.privacy_level,
                 "disable_duet": not settings.duet or bool(creator.get("duet_disabled")),
@@ -395,11 +418,10 @@ class TikTokProvider(Provider[TikTokSettings]):
             }
         path = "post/publish/video/init" if direct else "post/publish/inbox/video/init"
         # Pulling starts the publish at once; an upload only once the last chunk is in.
-        pulling = settings.upload_method == "PULL_FROM_URL"
-        data = await self._call(token, path, body, idempotent=not pulling)
+        data = await self._call(token, path, request, idempotent=body is not None)
         publish_id = str(data["publish_id"])
-        if not pulling:
-            await self._upload(token, str(data["upload_url"]), content, item.mime_type, publish_id)
+        if body is not None:
+            await self._upload(token, str(data["upload_url"]), body, item.mime_type, publish_id)
         return publish_id
 
     async def _photos(

@@ -28,6 +28,7 @@ from tidings.channels.providers.base import (
     ConnectedAccount,
     ConnectError,
     DisconnectedError,
+    MediaBody,
     MediaItem,
     MediaRules,
     PostPart,
@@ -38,6 +39,7 @@ from tidings.channels.providers.base import (
     RetryableError,
     TokenSet,
     classify_response,
+    closing_stream,
     code_challenge,
     json_body,
     parse_retry_after,
@@ -273,22 +275,23 @@ class XProvider(Provider[XSettings]):
         return {"Authorization": f"Bearer {credentials.access_token}"}
 
     async def _upload(self, credentials: ChannelCredentials, item: MediaItem) -> str:
-        content = await self.read_media(item)
         api = self.config.url("api")
         auth = self._auth(credentials)
         chunked = item.type == "video" or item.mime_type == "image/gif"
         if not chunked:
+            # Images (5 MB at most) go up whole in one request.
             response = await self.request(
                 "POST",
                 f"{api}/2/media/upload",
                 headers=auth,
-                files={"media": ("media", content, item.mime_type)},
+                files={"media": ("media", await self.read_media(item), item.mime_type)},
                 data={"media_category": "tweet_image", "media_type": item.mime_type},
                 idempotent=True,
             )
             media_id = str(json_body(response)["data"]["id"])
         else:
-            media_id = await self._chunked_upload(credentials, item, content)
+            async with self.open_media(item) as body:
+                media_id = await self._chunked_upload(credentials, item, body)
         if item.alt:
             await self.request(
                 "POST",
@@ -300,8 +303,10 @@ class XProvider(Provider[XSettings]):
         return media_id
 
     async def _chunked_upload(
-        self, credentials: ChannelCredentials, item: MediaItem, content: bytes
+        self, credentials: ChannelCredentials, item: MediaItem, body: MediaBody
     ) -> str:
+        """INIT, one APPEND per ``chunk_size`` segment as it is read (the file is never held
+        whole), FINALIZE, then wait for processing."""
         api = self.config.url("api")
         auth = self._auth(credentials)
         category = "tweet_gif" if item.mime_type == "image/gif" else "tweet_video"
@@ -311,27 +316,24 @@ class XProvider(Provider[XSettings]):
             headers=auth,
             json={
                 "media_type": item.mime_type,
-                "total_bytes": len(content),
+                "total_bytes": body.size,
                 "media_category": category,
             },
             idempotent=True,
         )
         media_id = str(json_body(init)["data"]["id"])
-        for index, start in enumerate(range(0, len(content), self.chunk_size)):
-            await self.request(
-                "POST",
-                f"{api}/2/media/upload/{media_id}/append",
-                headers=auth,
-                files={
-                    "media": (
-                        "chunk",
-                        content[start : start + self.chunk_size],
-                        "application/octet-stream",
-                    )
-                },
-                data={"segment_index": str(index)},
-                idempotent=True,
-            )
+        index = 0
+        async with closing_stream(body.chunks(self.chunk_size)) as segments:
+            async for segment in segments:
+                await self.request(
+                    "POST",
+                    f"{api}/2/media/upload/{media_id}/append",
+                    headers=auth,
+                    files={"media": ("chunk", segment, "application/octet-stream")},
+                    data={"segment_index": str(index)},
+                    idempotent=True,
+                )
+                index += 1
         final = await self.request(
             "POST", f"{api}/2/media/upload/{media_id}/finalize", headers=auth, idempotent=True
         )

@@ -27,6 +27,7 @@ from tidings.channels.providers.base import (
     ConnectedAccount,
     ConnectError,
     DisconnectedError,
+    MediaBody,
     MediaItem,
     MediaRules,
     PostPart,
@@ -39,6 +40,7 @@ from tidings.channels.providers.base import (
     RuleViolation,
     TokenSet,
     UnknownOutcomeError,
+    closing_stream,
     code_challenge,
     json_body,
     parse_retry_after,
@@ -147,6 +149,8 @@ class YouTubeProvider(Provider[YouTubeSettings]):
         ),
     )
     settings_model = YouTubeSettings
+    # Pieces of the streamed upload body (the whole video goes in one PUT).
+    stream_chunk_size = 1024 * 1024
     default_urls = {
         "auth": "https://accounts.google.com",
         "token": "https://oauth2.googleapis.com",
@@ -387,24 +391,40 @@ class YouTubeProvider(Provider[YouTubeSettings]):
             },
         }
 
-    async def _upload(self, token: str, session: str, content: bytes, mime: str) -> dict[str, Any]:
-        """PUT the bytes; when the answer is lost, ask the session how far it got."""
-        try:
-            response = await self.request(
+    async def _put(
+        self, token: str, session: str, body: MediaBody, mime: str, start: int | None = None
+    ) -> httpx.Response:
+        """PUT the bytes, streamed with their exact Content-Length (never held whole); with
+        ``start``, resume the upload from that byte on (a Content-Range says so)."""
+        headers = {
+            **self._auth(token),
+            "Content-Type": mime,
+            "Content-Length": str(body.size - (start or 0)),
+        }
+        if start is not None:
+            headers["Content-Range"] = f"bytes {start}-{body.size - 1}/{body.size}"
+        chunks = body.chunks(self.stream_chunk_size, start=start or 0)
+        async with closing_stream(chunks):
+            return await self.request(
                 "PUT",
                 session,
-                content=content,
-                headers={**self._auth(token), "Content-Type": mime},
+                content=chunks,
+                headers=headers,
                 idempotent=False,  # completing the upload creates the video
             )
+
+    async def _upload(self, token: str, session: str, body: MediaBody, mime: str) -> dict[str, Any]:
+        """PUT the bytes; when the answer is lost, ask the session how far it got."""
+        try:
+            response = await self._put(token, session, body, mime)
         except UnknownOutcomeError as lost:
-            return await self._recover(token, session, content, mime, lost)
+            return await self._recover(token, session, body, mime, lost)
         return dict(json_body(response))
 
     async def _recover(
-        self, token: str, session: str, content: bytes, mime: str, lost: UnknownOutcomeError
+        self, token: str, session: str, body: MediaBody, mime: str, lost: UnknownOutcomeError
     ) -> dict[str, Any]:
-        size = len(content)
+        size = body.size
         try:
             status = await self.request(
                 "PUT",
@@ -422,17 +442,7 @@ class YouTubeProvider(Provider[YouTubeSettings]):
         range_header = status.headers.get("range", "")
         if range_header.startswith("bytes=0-"):
             received = int(range_header.removeprefix("bytes=0-")) + 1
-        response = await self.request(
-            "PUT",
-            session,
-            content=content[received:],
-            headers={
-                **self._auth(token),
-                "Content-Type": mime,
-                "Content-Range": f"bytes {received}-{size - 1}/{size}",
-            },
-            idempotent=False,
-        )
+        response = await self._put(token, session, body, mime, received)
         return dict(json_body(response))
 
     async def _after_upload(
@@ -480,8 +490,18 @@ class YouTubeProvider(Provider[YouTubeSettings]):
         if len(videos) != 1 or len(part.media) != 1:
             raise BadBodyError("A YouTube post is exactly one video")
         item = videos[0]
+        async with self.open_media(item) as body:
+            return await self._publish(credentials, part, settings, item, body)
+
+    async def _publish(
+        self,
+        credentials: ChannelCredentials,
+        part: PostPart,
+        settings: YouTubeSettings,
+        item: MediaItem,
+        body: MediaBody,
+    ) -> PublishResult:
         token = credentials.access_token
-        content = await self.read_media(item)
         start = await self.request(
             "POST",
             self._api("upload/youtube/v3/videos"),
@@ -493,7 +513,7 @@ class YouTubeProvider(Provider[YouTubeSettings]):
             json=self._metadata(part, settings),
             headers={
                 **self._auth(token),
-                "X-Upload-Content-Length": str(len(content)),
+                "X-Upload-Content-Length": str(body.size),
                 "X-Upload-Content-Type": item.mime_type,
             },
             idempotent=True,  # opening an upload session creates nothing
@@ -501,7 +521,7 @@ class YouTubeProvider(Provider[YouTubeSettings]):
         session = start.headers.get("location")
         if not session:
             raise RetryableError("YouTube opened no upload session", status_code=start.status_code)
-        video = await self._upload(token, session, content, item.mime_type)
+        video = await self._upload(token, session, body, item.mime_type)
         video_id = str(video["id"])
         notes = await self._after_upload(token, video_id, item, settings)
         return PublishResult(
