@@ -122,6 +122,20 @@ async def test_validation_names_channel_and_rule_and_stores_nothing(
     assert response.status_code == 201, response.text
 
 
+async def test_a_thread_to_a_channel_without_replies_is_refused_before_storing(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncSession
+) -> None:
+    pin = await make_channel(db, tenant.org_id, provider="pinterest", name="Pins P")
+    thread = body([pin.id], "A pin", "A reply")
+    thread["posts"][0]["settings"] = {"board": "board-1"}
+    response = await client.post("/api/posts", json=thread, headers=tenant.headers)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["channel"] == pin.id and error["rule"] == "replies"
+    assert "Pinterest does not publish replies" in error["message"]
+    assert await db.scalar(select(func.count()).select_from(Post)) == 0
+
+
 async def test_unknown_and_foreign_channels_are_404(
     client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, db: AsyncSession
 ) -> None:

@@ -942,6 +942,16 @@ class Provider(ABC, Generic[SettingsT]):
             self.parse_settings(settings)
         except ValueError as exc:
             violations.append(RuleViolation(code="settings", message=str(exc)))
+        if len(parts) > 1 and not self.supports_replies:
+            # Refused before storing: otherwise only the first part would go out at publish time.
+            violations.append(
+                RuleViolation(
+                    code="replies",
+                    message=f"{self.display_name} does not publish replies or comments; "
+                    "the post must be a single part",
+                    part_index=1,
+                )
+            )
         limit = self.max_length(credentials)
         rules = self.media_rules
         for index, part in enumerate(parts):
