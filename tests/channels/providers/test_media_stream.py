@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import AsyncIterator
+from email.parser import BytesParser
+from email.policy import HTTP
 from pathlib import Path
 
 import httpx
@@ -109,3 +111,30 @@ async def test_open_media_without_a_stream_uses_the_bytes(plain: Plain) -> None:
     async with plain.open_media(item) as body:
         assert body.size == len(DATA)
         assert b"".join(await collect(body.chunks(7))) == DATA
+
+
+async def test_a_streamed_multipart_body_parses_back_with_its_exact_length() -> None:
+    body = body_of(DATA, piece=41)
+    headers, stream = body.multipart(
+        {"key": "rte/1/v.mp4", "acl": "private"},
+        file_field="file",
+        filename='evil"\r\nX-Injected: 1.mp4',
+        mime_type="video/mp4",
+    )
+    raw = b"".join(await collect(stream))
+    assert int(headers["Content-Length"]) == len(raw)
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {headers['Content-Type']}\r\n\r\n".encode() + raw
+    )
+    parts = list(message.iter_parts())
+    assert [p.get_param("name", header="content-disposition") for p in parts] == [
+        "key",
+        "acl",
+        "file",
+    ]
+    assert [p.get_payload(decode=True) for p in parts[:2]] == [b"rte/1/v.mp4", b"private"]
+    assert parts[2].get_payload(decode=True) == DATA
+    assert parts[2].get_content_type() == "video/mp4"
+    # The file name cannot break out of its header line.
+    assert parts[2]["X-Injected"] is None
+    assert parts[2].get_filename() == "evil%22%0D%0AX-Injected: 1.mp4"

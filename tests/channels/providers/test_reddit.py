@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.channels.providers.helpers import JPEG, MP4, PNG, image, video
+from tests.channels.providers.helpers import JPEG, MP4, PNG, StreamedFile, image, video
 from tests.channels.providers.servers.reddit import CLIENT_ID, CLIENT_SECRET, FakeReddit
 from tidings.channels.providers import (
     BadBodyError,
@@ -230,6 +231,21 @@ async def test_publish_video_post(
     assert submit["kind"] == "video"
     assert submit["url"] == reddit.url(f"/media-bucket/{keys[0]}")
     assert submit["video_poster_url"] == reddit.url(f"/media-bucket/{keys[1]}")
+
+
+async def test_video_is_streamed_as_multipart_never_read_whole(
+    provider: RedditProvider, reddit: FakeReddit, http: httpx.AsyncClient
+) -> None:
+    creds = await connect(provider, http)
+    source = StreamedFile(os.urandom(300_000), piece=777)
+    await provider.publish(creds, PostPart(content="", media=[source.item()]), SELF)
+    upload = reddit.calls("POST", "/media-bucket")[0]
+    assert upload.files["file"].data == source.data and source.opens == 1
+    assert upload.form["acl"] == "private" and upload.form["x-amz-signature"].startswith("sig-")
+    # One body of a known length: no chunked transfer encoding for the storage to refuse.
+    assert int(upload.headers["content-length"]) > len(source.data)
+    assert "transfer-encoding" not in upload.headers
+    assert reddit.last("POST", "/api/submit").form["kind"] == "video"
 
 
 async def test_media_post_not_found_is_unknown_outcome(

@@ -529,6 +529,44 @@ class MediaBody:
             if reader is not None:
                 await reader.aclose()
 
+    def multipart(
+        self, fields: Mapping[str, str], *, file_field: str, filename: str, mime_type: str
+    ) -> tuple[dict[str, str], AsyncIterator[bytes]]:
+        """A ``multipart/form-data`` body of ``fields`` then the file, streamed: its headers
+        (exact Content-Length) and a fresh stream of its bytes. For platforms whose upload is
+        one multipart POST (httpx's ``files=`` would need the whole file or a sync file)."""
+        boundary = secrets.token_hex(16)
+        head = bytearray()
+        for name, value in fields.items():
+            head += (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{_quoted(name)}"\r\n\r\n'
+            ).encode()
+            head += value.encode() + b"\r\n"
+        head += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{_quoted(file_field)}"; '
+            f'filename="{_quoted(filename)}"\r\nContent-Type: {mime_type}\r\n\r\n'
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        headers = {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(len(head) + self.size + len(tail)),
+        }
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield bytes(head)
+            async with closing_stream(self.chunks(MEDIA_PIECE)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            yield tail
+
+        return headers, stream()
+
+
+def _quoted(value: str) -> str:
+    """A multipart parameter value: quotes, backslashes and line breaks escaped (as browsers
+    and httpx do), so a file name cannot break out of its header."""
+    return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
 
 def _pieces_of(content: bytes) -> StreamOpener:
     async def pieces() -> AsyncIterator[bytes]:
@@ -1260,9 +1298,9 @@ class Provider(ABC, Generic[SettingsT]):
         """The bytes of a media item: its ``read`` callable, else a download of its URL.
 
         The whole file is held in memory for the upload: fine for images and for platforms
-        with small video limits or one-piece uploads (Bluesky, Mastodon, Telegram, Discord,
-        Slack, Pinterest, Reddit). Video uploads in pieces or as one PUT (YouTube, X, TikTok,
-        LinkedIn) use :meth:`open_media` / :meth:`media_chunks` instead.
+        with small video limits (Bluesky, Mastodon, Telegram, Discord, Slack, Pinterest).
+        Video uploads in pieces, as one PUT or as one multipart POST (YouTube, X, TikTok,
+        LinkedIn, Reddit) use :meth:`open_media` / :meth:`media_chunks` instead.
         """
         if item.read is not None:
             return await item.read()

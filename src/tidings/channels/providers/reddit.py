@@ -40,6 +40,7 @@ from tidings.channels.providers.base import (
     TokenSet,
     UnknownOutcomeError,
     classify_response,
+    closing_stream,
     json_body,
     parse_retry_after,
     response_excerpt,
@@ -321,8 +322,9 @@ class RedditProvider(Provider[RedditSettings]):
 
     # ---- publishing ---------------------------------------------------------------------
 
-    async def _upload(self, credentials: ChannelCredentials, item: MediaItem, data: bytes) -> str:
-        """Upload through the media asset lease; returns the file's public URL."""
+    async def _upload(self, credentials: ChannelCredentials, item: MediaItem) -> str:
+        """Upload through the media asset lease; returns the file's public URL. The file goes
+        as a streamed multipart body (a video may be up to 1 GB): never held whole."""
         name = item.url.rsplit("/", 1)[-1] or "media"
         lease = json_body(
             await self.request(
@@ -337,13 +339,14 @@ class RedditProvider(Provider[RedditSettings]):
         # Reddit gives a protocol-relative URL: resolve it against the API's own scheme.
         action = urljoin(self.config.url("api") + "/", str(args.get("action") or ""))
         fields = {str(f["name"]): str(f["value"]) for f in args.get("fields") or []}
-        stored = await self.request(
-            "POST",
-            action,
-            data=fields,
-            files={"file": (name, data, item.mime_type)},
-            idempotent=True,
-        )
+        async with self.open_media(item) as body:
+            headers, content = body.multipart(
+                fields, file_field="file", filename=name, mime_type=item.mime_type
+            )
+            async with closing_stream(content):
+                stored = await self.request(
+                    "POST", action, content=content, headers=headers, idempotent=True
+                )
         try:
             location = ElementTree.fromstring(stored.text).findtext("Location")  # noqa: S314
         except ElementTree.ParseError:
@@ -383,17 +386,22 @@ class RedditProvider(Provider[RedditSettings]):
             if len(part.media) != 1:
                 raise BadBodyError("A Reddit media post carries exactly 1 file")
             item = part.media[0]
-            # Held whole: the lease's multipart POST takes bytes (a 1 GB video would want a
-            # streamed multipart body; see Provider.open_media).
-            form["url"] = await self._upload(credentials, item, await self.read_media(item))
+            form["url"] = await self._upload(credentials, item)
             if item.type == "video":
                 thumbnail = await self.read_thumbnail(item)
                 if thumbnail is None:
                     raise BadBodyError("A Reddit video needs a thumbnail")
+
+                async def poster_bytes(data: bytes = thumbnail) -> bytes:
+                    return data
+
                 poster = MediaItem(
-                    url=item.thumbnail_url or "thumbnail.jpg", type="image", mime_type="image/jpeg"
+                    url=item.thumbnail_url or "thumbnail.jpg",
+                    type="image",
+                    mime_type="image/jpeg",
+                    read=poster_bytes,
                 )
-                form["video_poster_url"] = await self._upload(credentials, poster, thumbnail)
+                form["video_poster_url"] = await self._upload(credentials, poster)
                 form["kind"] = "video"
             else:
                 form["kind"] = "image"
