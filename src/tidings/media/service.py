@@ -29,6 +29,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Iterable,
     Mapping,
     Sequence,
 )
@@ -339,6 +340,22 @@ async def get_media(
     if not media_id or len(media_id) > _MAX_ID_LENGTH or "\x00" in media_id:
         raise NotFound("media not found", field="id")
     return await get_owned(session, Media, media_id, org_id, what="media", for_update=for_update)
+
+
+async def media_by_ids(
+    session: AsyncSession, org_id: OrgId, ids: Iterable[str]
+) -> dict[str, Media]:
+    """The media of ``org_id`` among ``ids``, by id, deleted ones included: a queued post may
+    still refer to a file deleted from the library (kept until the post is done with it)."""
+    wanted = {i for i in ids if i and len(i) <= _MAX_ID_LENGTH}
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Media)
+        .where(owned_by(Media, org_id), Media.id.in_(wanted))
+        .execution_options(include_deleted=True)
+    )
+    return {media.id: media for media in rows.scalars()}
 
 
 # ---- editing -------------------------------------------------------------------------------

@@ -7,13 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from tidings.accounts.auth import DbSession
 from tidings.channels import service as channels_service
 from tidings.core.errors import NotFound
 from tidings.core.tenancy import OrgId
-from tidings.media.models import Media
+from tidings.media import service as media_service
 from tidings.orgs import service as orgs_service
 from tidings.posts import attempts as attempts_service
 from tidings.posts import comments as comments_service
@@ -69,21 +68,15 @@ async def library_details(db: DbSession, org_id: OrgId, group: GroupOut) -> dict
     only a file's address, while the composer names each file ("Alt text of launch.png") and
     checks the platforms' media rules by kind."""
     ids = {
-        ref.get("id")
+        ref["id"]
         for thread in group.posts
         for part in thread.value
         for ref in part.image
         if isinstance(ref.get("id"), str)
     }
-    if not ids:
-        return {}
-    rows = await db.execute(
-        select(Media.id, Media.name, Media.type, Media.mime_type).where(
-            Media.organization_id == org_id, Media.id.in_(ids)
-        )
-    )
+    found = await media_service.media_by_ids(db, org_id, ids)
     return {
-        row.id: {"name": row.name, "type": row.type, "mime_type": row.mime_type} for row in rows
+        m.id: {"name": m.name, "type": m.type, "mime_type": m.mime_type} for m in found.values()
     }
 
 
