@@ -15,10 +15,10 @@ statement; :func:`readable` makes them ready to publish:
 
 Memory: every item gets both ``read`` (the whole file as bytes) and ``stream`` (a fresh chunk
 iterator, with the same error mapping and size cap). Providers that upload videos (YouTube, X,
-TikTok, LinkedIn) send them from ``stream`` chunk by chunk, so a video is never held whole; the
-others take ``read``, which holds the file once for the duration of that upload: storage reads
-and downloads fill one buffer reserved at the file's size and hand out that buffer itself (no
-second copy, no HTTP download of our own files).
+TikTok, LinkedIn, Reddit) send them from ``stream`` chunk by chunk, so a video is never held
+whole; the others take ``read``, which holds the file once for the duration of that upload:
+storage reads and downloads fill one buffer reserved at the file's size and hand out that buffer
+itself (no second copy, no HTTP download of our own files).
 """
 
 from __future__ import annotations
