@@ -170,7 +170,8 @@ def client_agent(request: Request) -> str | None:
     return agent[:500] if agent else None
 
 
-def _secure_cookies(request: Request) -> bool:
+def secure_cookies(request: Request) -> bool:
+    """Whether cookies are sent with ``Secure`` (the instance is served over https)."""
     settings = getattr(request.app.state, "settings", None)
     public_url = settings.public_url if settings is not None else ""
     return str(public_url).startswith("https://")
@@ -188,7 +189,7 @@ def set_session_cookie(
         path="/",
         httponly=True,
         samesite="lax",
-        secure=_secure_cookies(request),
+        secure=secure_cookies(request),
     )
 
 
@@ -201,7 +202,7 @@ def set_org_cookie(request: Request, response: Response, org_id: str) -> None:
         path="/",
         httponly=True,
         samesite="lax",
-        secure=_secure_cookies(request),
+        secure=secure_cookies(request),
     )
 
 
@@ -209,5 +210,5 @@ def clear_auth_cookies(request: Request, response: Response) -> None:
     """Forget the session and the chosen organization."""
     for name in (SESSION_COOKIE, ORG_COOKIE):
         response.delete_cookie(
-            name, path="/", httponly=True, samesite="lax", secure=_secure_cookies(request)
+            name, path="/", httponly=True, samesite="lax", secure=secure_cookies(request)
         )

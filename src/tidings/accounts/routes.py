@@ -24,6 +24,7 @@ from tidings.accounts.auth import (
     clear_auth_cookies,
     client_agent,
     client_ip,
+    secure_cookies,
     set_org_cookie,
     set_session_cookie,
 )
@@ -236,7 +237,7 @@ async def oauth_start(
         httponly=True,
         # Lax: sent on the provider's top-level redirect back to the callback.
         samesite="lax",
-        secure=_settings(request).public_url.startswith("https://"),
+        secure=secure_cookies(request),
     )
     return response
 
