@@ -142,5 +142,4 @@ async def channels_page(
 
 
 def _offset_label(minutes: int) -> str:
-    sign = "+" if minutes >= 0 else "-"
-    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    return f"UTC{'+' if minutes >= 0 else '-'}{local_slot(abs(minutes), 0)}"
