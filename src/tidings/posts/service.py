@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
-import importlib
-import importlib.util
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from tidings.accounts.models import User
+from tidings.automation.models import Webhooks
 from tidings.channels.models import Integration
 from tidings.channels.providers import (
     PostPart,
@@ -52,7 +50,7 @@ from tidings.channels.providers import (
     RuleViolation,
     UnknownProviderError,
 )
-from tidings.channels.service import channel_problem, credentials_of, provider_for
+from tidings.channels.service import channel_problem, credentials_of, emit_event, provider_for
 from tidings.core.enums import CreationMethod, State
 from tidings.core.errors import BadRequest, Conflict, NotFound
 from tidings.core.ids import new_cuid, new_uuid
@@ -163,25 +161,13 @@ def post_payload(post: Post, integration: Integration) -> dict[str, Any]:
     }
 
 
-@functools.cache
-def _emitter() -> Callable[..., Awaitable[Any]] | None:
-    """``tidings.automation.events.emit`` when the automation domain is installed (looked up
-    once: the publishing engine emits an event per post)."""
-    if importlib.util.find_spec("tidings.automation.events") is None:
-        return None
-    emit = getattr(importlib.import_module("tidings.automation.events"), "emit", None)
-    return emit if callable(emit) else None
-
-
 async def orgs_with_webhooks(session: AsyncSession, org_ids: Iterable[str]) -> set[str]:
     """Which of these organizations have a live, enabled webhook endpoint (the others cannot
     receive an event, so the engine skips emitting for them -- one query per batch instead of
     one per post)."""
     wanted = sorted(set(org_ids))
-    if not wanted or _emitter() is None:
+    if not wanted:
         return set()
-    from tidings.automation.models import Webhooks
-
     rows = await session.execute(
         select(Webhooks.organization_id)
         .where(
@@ -198,12 +184,9 @@ async def emit_post_event(
     session: AsyncSession, event_type: str, post: Post, integration: Integration
 ) -> None:
     """Fire a ``post.*`` webhook event in the caller's transaction."""
-    emit = _emitter()
-    if emit is None:
-        return
-    await emit(
+    await emit_event(
         session,
-        OrgId(post.organization_id),
+        post.organization_id,
         event_type,
         post_payload(post, integration),
         integration_id=integration.id,
