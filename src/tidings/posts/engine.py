@@ -341,6 +341,16 @@ class Outcome:
             retry_after=getattr(exc, "retry_after", None),
         )
 
+    @classmethod
+    def unexpected(cls, claim: Claim, exc: Exception) -> Outcome:
+        """A failure that is not classified: the request may have left, so never resend."""
+        return cls(
+            kind="error",
+            message=f"Publishing failed unexpectedly ({type(exc).__name__}); it may have been "
+            f"published -- check {claim.integration.name} before publishing it again",
+            error_class="unexpected",
+        )
+
 
 async def claim_posts(
     session: AsyncSession,
@@ -746,7 +756,7 @@ class Publisher:
 
     # ---- the drain ------------------------------------------------------------------------
 
-    async def handle(self, post_id: str) -> None:
+    async def handle(self) -> None:
         """Called by a publish job whose post is due: run the drain, or hand over to the one
         running (and wait a little, so the job queue does not spin through a burst's jobs)."""
         if self.running:
@@ -892,12 +902,7 @@ class Publisher:
         except Exception as exc:
             # A bug of ours: the request may have left, so it is not retried blindly.
             logger.exception("publishing post %s failed unexpectedly", claim.post.id)
-            outcome = Outcome(
-                kind="error",
-                message=f"Publishing failed unexpectedly ({type(exc).__name__}); it may have "
-                f"been published -- check {claim.integration.name} before publishing it again",
-                error_class="unexpected",
-            )
+            outcome = Outcome.unexpected(claim, exc)
         self.publishing.pop(channel_id, None)
         self.done.append((claim, outcome))
         self._progress.set()
@@ -1028,13 +1033,7 @@ class Publisher:
             except Exception as exc:
                 # Not a classified failure: the request may have left, so never resend blindly.
                 logger.exception("unexpected failure publishing post %s", claim.post.id)
-                return Outcome(
-                    kind="error",
-                    message="Publishing failed unexpectedly "
-                    f"({type(exc).__name__}); it may have been published -- check "
-                    f"{claim.integration.name} before publishing it again",
-                    error_class="unexpected",
-                )
+                return Outcome.unexpected(claim, exc)
 
     async def _refresh(self, claim: Claim) -> Any:
         # Its own transaction: a refused refresh keeps the channel's refresh_needed mark even
@@ -1137,7 +1136,7 @@ async def on_publish_job(post_id: str, at: int, *, worker: str) -> None:
     if epoch_us(row.publish_date) != at:
         logger.debug("publish job for post %s: rescheduled, nothing to do", post_id)
         return
-    await publisher_for(worker).handle(post_id)
+    await publisher_for(worker).handle()
 
 
 async def publish_due(worker: str | None = None) -> None:
