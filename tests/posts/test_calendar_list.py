@@ -96,7 +96,7 @@ async def _calendar(db: AsyncSession, tenant: Tenant, other: Tenant) -> dict[str
     }
 
 
-async def test_the_list_is_two_lean_statements_with_everything_a_post_shows(
+async def test_the_list_is_three_lean_statements_with_everything_a_post_shows(
     db: AsyncSession, tenant: Tenant, other_tenant: Tenant
 ) -> None:
     ids = await _calendar(db, tenant, other_tenant)

@@ -57,14 +57,14 @@ async def taken_minutes(
     )
     # The posts planned in the window, and the recurring posts (from any time) that repeat
     # into it: never the channel's whole history (ix_post_calendar, ix_post_recurring).
-    planned = select(*columns).where(*heads, Post.publish_date >= start, Post.publish_date < end)
+    in_window = select(*columns).where(*heads, Post.publish_date >= start, Post.publish_date < end)
     repeating = select(*columns).where(
         *heads,
         Post.interval_in_days.is_not(None),
         REPEATING,
         Post.publish_date < start,
     )
-    rows = await session.execute(union_all(planned, repeating))
+    rows = await session.execute(union_all(in_window, repeating))
     taken: set[datetime] = set()
     for publish_date, state, interval, anchor, zone in rows:
         if publish_date >= start:
