@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from tidings.accounts.schemas import RowId, no_nul
 from tidings.channels.models import Integration
-from tidings.channels.service import channel_problem, settings_dict
+from tidings.channels.service import channel_problem, has_control, settings_dict
 from tidings.orgs.models import Customer
 
 MAX_POSTING_TIMES = 48
@@ -25,7 +25,7 @@ State = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9
 
 def no_control(value: str) -> str:
     """Refuse control characters (NUL, tab, newline, ...) where a single token is expected."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if has_control(value):
         raise ValueError("must not contain control characters")
     return value
 

@@ -48,6 +48,7 @@ from tidings.channels.providers.base import (
     RuleViolation,
     TokenSet,
     response_excerpt,
+    response_json,
 )
 
 MAX_CAROUSEL = 10
@@ -148,10 +149,9 @@ class InstagramPublishing(ContainerPublishing[InstagramSettings]):
     def classify_error(self, response: httpx.Response) -> ProviderError | None:
         error = graph_error(response, self.display_name)
         if isinstance(error, BadBodyError):
-            try:
-                detail = response.json().get("error") or {}
-            except (ValueError, AttributeError):
-                detail = {}
+            body = response_json(response)
+            detail = body.get("error") if isinstance(body, dict) else None
+            detail = detail if isinstance(detail, dict) else {}
             if detail.get("code") == 9 or detail.get("error_subcode") == PUBLISH_LIMIT_SUBCODE:
                 # The daily publishing quota: it frees up within 24 hours.
                 return RetryableError(

@@ -44,6 +44,7 @@ from tidings.channels.providers.base import (
     json_body,
     parse_retry_after,
     response_excerpt,
+    response_json,
     response_message,
     token_set,
     tool,
@@ -181,10 +182,7 @@ class RedditProvider(Provider[RedditSettings]):
                 )
             return classify_response(response, message=message)
         # 200 with {"json": {"errors": [[code, message, field], ...]}}
-        try:
-            data = response.json()
-        except ValueError:
-            return None
+        data = response_json(response)
         errors = ((data.get("json") or {}).get("errors") if isinstance(data, dict) else None) or []
         if not errors:
             return None
