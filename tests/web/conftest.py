@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import socket
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
+from PIL import Image
 from playwright.async_api import expect
+from sqlalchemy import update
 
+from tests.conftest import Tenant
+from tidings.accounts.models import User
 from tidings.config import get_settings
+from tidings.core.tenancy import OrgId
 from tidings.db import Database
 
 CHROMIUM = "/usr/bin/chromium"
@@ -151,6 +158,79 @@ def watch(context: Any) -> list[str]:
 
     context.on("page", attach)
     return problems
+
+
+async def signed_in_context(
+    browser: Any,
+    live: LiveApp,
+    tenant: Tenant,
+    zone: str = "Europe/Paris",
+    *,
+    user_zone: str | None = None,
+) -> tuple[Any, list[str]]:
+    """A desktop-sized browser in ``zone``, signed in as ``tenant``, and its :func:`watch`
+    list. The user's zone is ``user_zone``, by default the browser's (the first-visit
+    detection, which reloads the page once, is the sign-up test's business)."""
+    async with live.database.session() as session:
+        await session.execute(
+            update(User).where(User.id == tenant.user_id).values(timezone_name=user_zone or zone)
+        )
+    context = await browser.new_context(
+        base_url=live.url, viewport={"width": 1400, "height": 950}, timezone_id=zone
+    )
+    context.set_default_timeout(20_000)
+    problems = watch(context)
+    await context.add_cookies(
+        [
+            {"name": "tidings_session", "value": tenant.token, "url": live.url},
+            {"name": "tidings_org", "value": tenant.org_id, "url": live.url},
+        ]
+    )
+    return context, problems
+
+
+async def add_user_member(database: Database, tenant: Tenant) -> Tenant:
+    """A signed-in USER (not admin) of ``tenant``'s organization."""
+    from tidings.accounts.service import create_local_user
+    from tidings.accounts.sessions import create_session
+    from tidings.core.enums import Role
+    from tidings.orgs.models import UserOrganization
+
+    email = "writer@example.com"
+    async with database.session() as session:
+        user = await create_local_user(session, email=email, password="correct horse battery")
+        session.add(
+            UserOrganization(user_id=user.id, organization_id=tenant.org_id, role=Role.USER)
+        )
+        await session.flush()
+        token, _ = await create_session(session, user.id, organization_id=tenant.org_id)
+    return Tenant(user.id, email, "correct horse battery", tenant.org_id, token)
+
+
+async def schedule_post(
+    database: Database, tenant: Tenant, channel_id: str, text: str, when: datetime
+) -> str:
+    """A one-part post of ``tenant`` scheduled on ``channel_id`` at ``when``: its id."""
+    from tidings.posts import service as posts_service
+    from tidings.posts.schemas import CreatePostsRequest
+
+    request = CreatePostsRequest.model_validate(
+        {
+            "type": "schedule",
+            "date": when.astimezone(UTC).isoformat(),
+            "posts": [{"integration": {"id": channel_id}, "value": [{"content": text}]}],
+        }
+    )
+    async with database.session() as session:
+        created = await posts_service.create_posts(session, OrgId(tenant.org_id), request)
+    return created.posts[0].post_id
+
+
+def png(color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> bytes:
+    """A small PNG of one colour."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 @pytest.fixture

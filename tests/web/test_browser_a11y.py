@@ -3,22 +3,16 @@ keyboard, including those in dialogs and those the composer draws as it is used.
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 from playwright.async_api import expect
 
 from tests.channels.factories import make_channel
 from tests.conftest import make_tenant
-from tests.web.conftest import LiveApp, watch
-from tests.web.test_browser_rules import _context
-from tidings.core.tenancy import OrgId
-from tidings.posts import service as posts_service
-from tidings.posts.schemas import CreatePostsRequest
+from tests.web.conftest import LiveApp, png, schedule_post, signed_in_context, watch
 
 pytestmark = pytest.mark.browser
 
@@ -59,12 +53,6 @@ PROBLEMS_JS = """
 """
 
 
-def png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (20, 20), (10, 90, 160)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 async def _check(page: Any, path: str) -> list[str]:
     if path:
         response = await page.goto(path)
@@ -80,18 +68,14 @@ async def test_every_control_is_labelled_and_keyboard_reachable(
         channel = await make_channel(session, tenant.org_id, name="Sky Lab", provider="bluesky")
         await make_channel(session, tenant.org_id, name="Reddit Lab", provider="reddit")
         channel_id = channel.id
-    request = CreatePostsRequest.model_validate(
-        {
-            "type": "schedule",
-            "date": (datetime.now(UTC) + timedelta(hours=3)).isoformat(),
-            "posts": [{"integration": {"id": channel_id}, "value": [{"content": "Labelled"}]}],
-        }
+    post_id = await schedule_post(
+        live.database, tenant, channel_id, "Labelled", datetime.now(UTC) + timedelta(hours=3)
     )
-    async with live.database.session() as session:
-        created = await posts_service.create_posts(session, OrgId(tenant.org_id), request)
     async with httpx.AsyncClient(base_url=live.url) as http:
         uploaded = await http.post(
-            "/api/media", files={"file": ("dot.png", png(), "image/png")}, headers=tenant.headers
+            "/api/media",
+            files={"file": ("dot.png", png((10, 90, 160), (20, 20)), "image/png")},
+            headers=tenant.headers,
         )
         assert uploaded.status_code == 201, uploaded.text
         hook = await http.post(
@@ -102,7 +86,7 @@ async def test_every_control_is_labelled_and_keyboard_reachable(
         assert hook.status_code in (200, 201), hook.text
 
     problems: list[str] = []
-    context, errors = await _context(browser, live, tenant)
+    context, errors = await signed_in_context(browser, live, tenant)
     try:
         page = await context.new_page()
         for path in (
@@ -112,7 +96,7 @@ async def test_every_control_is_labelled_and_keyboard_reachable(
             "/calendar?view=list",
             "/channels",
             "/media",
-            f"/posts/{created.posts[0].post_id}",
+            f"/posts/{post_id}",
             "/settings/profile",
             "/settings/organization",
             "/settings/team",

@@ -13,33 +13,16 @@ from playwright.async_api import expect
 from sqlalchemy import select, update
 
 from tests.channels.factories import make_channel
-from tests.conftest import Tenant, make_tenant
-from tests.web.conftest import LiveApp
-from tests.web.test_browser_rules import _context
+from tests.conftest import make_tenant
+from tests.web.conftest import LiveApp, schedule_post, signed_in_context
 from tidings.core.enums import State
-from tidings.core.tenancy import OrgId
 from tidings.orgs.models import Customer
-from tidings.posts import service as posts_service
 from tidings.posts.models import Post
-from tidings.posts.schemas import CreatePostsRequest
 
 pytestmark = pytest.mark.browser
 
 ZONE = ZoneInfo("Europe/Paris")
 ERROR = "Rate limit exceeded: try again in 15 minutes"
-
-
-async def _post(live: LiveApp, tenant: Tenant, channel_id: str, text: str, when: datetime) -> str:
-    request = CreatePostsRequest.model_validate(
-        {
-            "type": "schedule",
-            "date": when.astimezone(UTC).isoformat(),
-            "posts": [{"integration": {"id": channel_id}, "value": [{"content": text}]}],
-        }
-    )
-    async with live.database.session() as session:
-        created = await posts_service.create_posts(session, OrgId(tenant.org_id), request)
-    return created.posts[0].post_id
 
 
 async def _set(live: LiveApp, post_id: str, **values: Any) -> None:
@@ -78,15 +61,21 @@ async def test_views_navigation_filters_errors_and_moves(browser: Any, live: Liv
         )
         sky_id, masto_id, globex_id = sky.id, masto.id, globex.id
     wed = _wednesday_in_two_weeks()
-    queued = await _post(live, tenant, sky_id, "Acme launch teaser", _at(wed, 10, 15))
-    failed = await _post(live, tenant, masto_id, "Globex weekly digest", _at(wed, 14))
-    published = await _post(live, tenant, sky_id, "Acme thank-you note", _at(wed, 9) + timedelta(1))
+    queued = await schedule_post(
+        live.database, tenant, sky_id, "Acme launch teaser", _at(wed, 10, 15)
+    )
+    failed = await schedule_post(
+        live.database, tenant, masto_id, "Globex weekly digest", _at(wed, 14)
+    )
+    published = await schedule_post(
+        live.database, tenant, sky_id, "Acme thank-you note", _at(wed, 9) + timedelta(1)
+    )
     await _set(live, failed, state=State.ERROR, error=ERROR)
     await _set(
         live, published, state=State.PUBLISHED, release_url="https://bsky.app/profile/a/post/1"
     )
 
-    context, problems = await _context(browser, live, tenant, zone=ZONE.key)
+    context, problems = await signed_in_context(browser, live, tenant, zone=ZONE.key)
     try:
         page = await context.new_page()
         await page.goto(f"/calendar?date={wed.isoformat()}")

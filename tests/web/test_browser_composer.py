@@ -4,15 +4,11 @@ tags (kept when the group is edited again), and "Publish now" reaching the platf
 
 from __future__ import annotations
 
-import asyncio
-import io
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 from playwright.async_api import expect
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -20,18 +16,12 @@ from sqlalchemy.orm import selectinload
 from tests.channels.factories import make_channel
 from tests.channels.providers.servers.bluesky import FakeBluesky
 from tests.conftest import make_tenant
-from tests.web.conftest import LiveApp
-from tests.web.test_browser_rules import _context
+from tests.posts.helpers import eventually
+from tests.web.conftest import LiveApp, png, signed_in_context
 from tidings.core.enums import State
 from tidings.posts.models import Post
 
 pytestmark = pytest.mark.browser
-
-
-def png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (40, 30), (200, 120, 40)).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 async def _posts(live: LiveApp, org_id: str) -> list[Post]:
@@ -70,13 +60,13 @@ async def test_recurring_thread_library_media_tags_and_publish_now(
         sky_id = connected.json()["channel"]["id"]
         uploaded = await http.post(
             "/api/media",
-            files={"file": ("library.png", png(), "image/png")},
+            files={"file": ("library.png", png((200, 120, 40)), "image/png")},
             headers=tenant.headers,
         )
         assert uploaded.status_code == 201, uploaded.text
         library_path = uploaded.json()["path"]
 
-        context, problems = await _context(browser, live, tenant)
+        context, problems = await signed_in_context(browser, live, tenant)
         try:
             page = await context.new_page()
             await page.goto("/compose")
@@ -160,15 +150,14 @@ async def test_recurring_thread_library_media_tags_and_publish_now(
             await page.get_by_label("Post text", exact=True).fill("Breaking: we are live.")
             await page.get_by_role("button", name="Publish now").click()
             await page.wait_for_url("**/calendar?view=week*")
-            deadline = time.monotonic() + 30
-            while True:
-                now_post = next(
+
+            async def published() -> Post | None:
+                post = next(
                     p for p in await _posts(live, tenant.org_id) if p.content.startswith("Breaking")
                 )
-                if now_post.state == State.PUBLISHED:
-                    break
-                assert time.monotonic() < deadline, f"not published: {now_post.state}"
-                await asyncio.sleep(0.2)
+                return post if post.state == State.PUBLISHED else None
+
+            now_post = await eventually(published, timeout=30, interval=0.2)
             texts = [r.get("value", {}).get("text") for r in pds.records.values()]
             assert "Breaking: we are live." in texts
             assert abs((now_post.publish_date - datetime.now(UTC)).total_seconds()) < 60

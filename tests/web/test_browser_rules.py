@@ -11,12 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import expect
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from tests.channels.factories import make_channel
 from tests.conftest import Tenant, make_tenant
-from tests.web.conftest import LiveApp, screenshot, watch
-from tidings.accounts.models import User
+from tests.web.conftest import LiveApp, screenshot, signed_in_context
 from tidings.channels.providers import all_providers
 from tidings.channels.providers.bluesky import grapheme_count
 from tidings.channels.providers.mastodon import mastodon_length
@@ -101,29 +100,6 @@ async def _channels(live: LiveApp, tenant: Tenant) -> tuple[str, str]:
         return sky.id, x.id
 
 
-async def _context(
-    browser: Any, live: LiveApp, tenant: Tenant, zone: str = "Europe/Paris"
-) -> tuple[Any, list[str]]:
-    """A browser signed in as ``tenant`` whose zone the user already has (the first-visit
-    detection, which reloads the page once, is the sign-up test's business)."""
-    async with live.database.session() as session:
-        await session.execute(
-            update(User).where(User.id == tenant.user_id).values(timezone_name=zone)
-        )
-    context = await browser.new_context(
-        base_url=live.url, viewport={"width": 1400, "height": 950}, timezone_id=zone
-    )
-    context.set_default_timeout(20_000)
-    problems = watch(context)
-    await context.add_cookies(
-        [
-            {"name": "tidings_session", "value": tenant.token, "url": live.url},
-            {"name": "tidings_org", "value": tenant.org_id, "url": live.url},
-        ]
-    )
-    return context, problems
-
-
 async def _posts(live: LiveApp, org_id: str) -> list[Post]:
     async with live.database.session() as session:
         rows = await session.execute(
@@ -135,7 +111,7 @@ async def _posts(live: LiveApp, org_id: str) -> list[Post]:
 async def test_over_length_is_red_and_cannot_be_scheduled(browser: Any, live: LiveApp) -> None:
     tenant = await make_tenant(live.database, org_name="Counting Co")
     sky_id, x_id = await _channels(live, tenant)
-    context, problems = await _context(browser, live, tenant)
+    context, problems = await signed_in_context(browser, live, tenant)
     try:
         page = await context.new_page()
         await page.goto("/compose")
@@ -213,7 +189,7 @@ async def _tab_to(page: Any, selector: str, *, limit: int = 80) -> None:
 async def test_scheduling_with_the_keyboard_alone(browser: Any, live: LiveApp) -> None:
     tenant = await make_tenant(live.database, org_name="Keys Ltd")
     sky_id, _ = await _channels(live, tenant)
-    context, problems = await _context(browser, live, tenant, zone="America/New_York")
+    context, problems = await signed_in_context(browser, live, tenant, zone="America/New_York")
     try:
         page = await context.new_page()
         await page.goto("/calendar")
@@ -280,7 +256,7 @@ async def test_another_organizations_posts_never_appear(browser: Any, live: Live
     (their_post,) = [
         p for p in await _posts(live, theirs.org_id) if p.integration_id == their_channel
     ]
-    context, problems = await _context(browser, live, mine)
+    context, problems = await signed_in_context(browser, live, mine)
     try:
         page = await context.new_page()
         for view in ("week", "month", "day", "list"):
@@ -321,7 +297,7 @@ async def test_composer_takes_every_provider(browser: Any, live: LiveApp) -> Non
             await make_channel(
                 session, tenant.org_id, name=f"On {cls.display_name}", provider=cls.identifier
             )
-    context, problems = await _context(browser, live, tenant)
+    context, problems = await signed_in_context(browser, live, tenant)
     try:
         page = await context.new_page()
         await page.goto("/compose")

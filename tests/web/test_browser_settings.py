@@ -4,11 +4,9 @@ signatures in the composer, and posting-time sets."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
-from PIL import Image
 from playwright.async_api import expect
 from sqlalchemy import select
 from starlette.responses import JSONResponse, Response
@@ -16,8 +14,7 @@ from starlette.responses import JSONResponse, Response
 from tests.channels.factories import make_channel
 from tests.channels.providers.servers.base import FakePlatform, RecordedRequest
 from tests.conftest import make_tenant
-from tests.web.conftest import LiveApp, screenshot
-from tests.web.test_browser_rules import _context
+from tests.web.conftest import LiveApp, png, screenshot, signed_in_context
 from tidings.automation.models import AutoPost
 from tidings.media.models import Media
 from tidings.posts.models import Sets
@@ -44,18 +41,12 @@ class Receiver(FakePlatform):
         return Response(RSS, media_type="application/rss+xml")
 
 
-def png(color: tuple[int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (80, 60), color).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 async def test_media_library_and_automation_settings(browser: Any, live: LiveApp) -> None:
     tenant = await make_tenant(live.database, org_name="Settings Co")
     async with live.database.session() as session:
         channel = await make_channel(session, tenant.org_id, name="Sky Sam", provider="bluesky")
         channel_id = channel.id
-    context, problems = await _context(browser, live, tenant)
+    context, problems = await signed_in_context(browser, live, tenant)
     try:
         page = await context.new_page()
 
@@ -68,7 +59,7 @@ async def test_media_library_and_automation_settings(browser: Any, live: LiveApp
                 {"name": "green.png", "mimeType": "image/png", "buffer": png((30, 160, 60))},
             ]
         )
-        # Both uploads finish (progress rows), then the page shows them.
+        # Both uploads finish, then the page reloads (its progress rows gone) and shows them.
         await expect(page.locator(".media-card")).to_have_count(2)
         await page.get_by_label("Alt text of red.png").fill("A red rectangle")
         await (

@@ -13,24 +13,24 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from playwright.async_api import expect
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from tests.channels.factories import make_channel
 from tests.channels.providers.servers.bluesky import FakeBluesky
 from tests.conftest import make_tenant
-from tests.web.conftest import LiveApp, watch
-from tests.web.test_browser_rules import _context
-from tests.web.test_pages import _add_user_member
+from tests.web.conftest import (
+    LiveApp,
+    add_user_member,
+    schedule_post,
+    signed_in_context,
+    watch,
+)
 from tidings.accounts.mailer import Mail, set_mailer
-from tidings.accounts.models import User
 from tidings.channels.models import Integration
 from tidings.core.enums import Role
-from tidings.core.tenancy import OrgId
 from tidings.notifications.service import notify
 from tidings.orgs.models import UserOrganization
-from tidings.posts import service as posts_service
 from tidings.posts.models import Post
-from tidings.posts.schemas import CreatePostsRequest
 
 pytestmark = pytest.mark.browser
 
@@ -124,30 +124,10 @@ async def test_the_users_zone_governs_display_and_entry(browser: Any, live: Live
     due = (datetime.now(UTC) + timedelta(days=2)).replace(
         hour=12, minute=0, second=0, microsecond=0
     )
-    request = CreatePostsRequest.model_validate(
-        {
-            "type": "schedule",
-            "date": due.isoformat(),
-            "posts": [{"integration": {"id": channel_id}, "value": [{"content": "Noon UTC"}]}],
-        }
-    )
-    async with live.database.session() as session:
-        created = await posts_service.create_posts(session, OrgId(tenant.org_id), request)
-    post_id = created.posts[0].post_id
+    post_id = await schedule_post(live.database, tenant, channel_id, "Noon UTC", due)
     # The browser is in Tokyo; the user's zone is Paris, then New York.
-    async with live.database.session() as session:
-        await session.execute(
-            update(User).where(User.id == tenant.user_id).values(timezone_name="Europe/Paris")
-        )
-    context = await browser.new_context(
-        base_url=live.url, viewport={"width": 1400, "height": 950}, timezone_id="Asia/Tokyo"
-    )
-    problems = watch(context)
-    await context.add_cookies(
-        [
-            {"name": "tidings_session", "value": tenant.token, "url": live.url},
-            {"name": "tidings_org", "value": tenant.org_id, "url": live.url},
-        ]
+    context, problems = await signed_in_context(
+        browser, live, tenant, zone="Asia/Tokyo", user_zone="Europe/Paris"
     )
     try:
         page = await context.new_page()
@@ -191,7 +171,7 @@ async def test_the_users_zone_governs_display_and_entry(browser: Any, live: Live
 
 async def test_team_api_key_notifications_and_channel_upkeep(browser: Any, live: LiveApp) -> None:
     tenant = await make_tenant(live.database, org_name="Upkeep Ltd")
-    member = await _add_user_member(live.database, tenant)
+    member = await add_user_member(live.database, tenant)
     async with FakeBluesky() as pds:
         async with live.database.session() as session:
             stale_row = await make_channel(
@@ -205,7 +185,7 @@ async def test_team_api_key_notifications_and_channel_upkeep(browser: Any, live:
             await make_channel(session, tenant.org_id, name="Old Masto", provider="mastodon")
             await notify(session, tenant.org_id, "Stale Sky needs reconnecting", link="/channels")
             stale_id = stale_row.id
-        context, problems = await _context(browser, live, tenant)
+        context, problems = await signed_in_context(browser, live, tenant)
         await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
         try:
             page = await context.new_page()

@@ -9,7 +9,9 @@ import httpx
 from markupsafe import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.channels.factories import make_channel
 from tests.conftest import Tenant
+from tests.web.conftest import add_user_member
 from tidings.channels.models import Integration
 from tidings.orgs.models import Customer
 
@@ -176,16 +178,7 @@ async def test_failed_post_shows_the_platform_message_and_the_badge_counts(
     from tidings.posts.models import Post, PostAttempt
     from tidings.posts.schemas import CreatePostsRequest
 
-    channel = Integration(
-        organization_id=tenant.org_id,
-        internal_id="m-1",
-        name="Masto Max",
-        provider_identifier="mastodon",
-        type="social",
-        token="t",
-    )
-    db.add(channel)
-    await db.flush()
+    channel = await make_channel(db, tenant.org_id, name="Masto Max", provider="mastodon")
     when = datetime.now(UTC) + timedelta(hours=1)
     created = await posts_service.create_posts(
         db,
@@ -339,38 +332,12 @@ async def test_a_failed_oauth_sign_in_explains_itself(client: httpx.AsyncClient)
     assert 'id="sign-in-error"' not in plain.text
 
 
-async def _add_user_member(database: Any, tenant: Tenant) -> Tenant:
-    """A signed-in USER (not admin) of ``tenant``'s organization."""
-    from tidings.accounts.service import create_local_user
-    from tidings.accounts.sessions import create_session
-    from tidings.core.enums import Role
-    from tidings.orgs.models import UserOrganization
-
-    email = "writer@example.com"
-    async with database.session() as session:
-        user = await create_local_user(session, email=email, password="correct horse battery")
-        session.add(
-            UserOrganization(user_id=user.id, organization_id=tenant.org_id, role=Role.USER)
-        )
-        await session.flush()
-        token, _ = await create_session(session, user.id, organization_id=tenant.org_id)
-    return Tenant(user.id, email, "correct horse battery", tenant.org_id, token)
-
-
 async def test_members_see_channels_but_only_admins_manage_them(
     client: httpx.AsyncClient, tenant: Tenant, test_database: Any, db: AsyncSession
 ) -> None:
-    channel = Integration(
-        organization_id=tenant.org_id,
-        internal_id="w-1",
-        name="Team Masto",
-        provider_identifier="mastodon",
-        type="social",
-        token="t",
-        posting_times=[{"time": 540}],
+    channel = await make_channel(
+        db, tenant.org_id, name="Team Masto", provider="mastodon", posting_times=[{"time": 540}]
     )
-    db.add(channel)
-    await db.flush()
     manage = (
         'id="connect-channel"',
         'id="connect-dialog"',
@@ -384,7 +351,7 @@ async def test_members_see_channels_but_only_admins_manage_them(
     assert all(control in admin_page.text for control in manage)
     assert 'id="admins-manage"' not in admin_page.text
 
-    member = await _add_user_member(test_database, tenant)
+    member = await add_user_member(test_database, tenant)
     client.cookies.set("tidings_session", member.token)
     page = await client.get("/channels")
     assert page.status_code == 200
@@ -487,18 +454,9 @@ async def test_posting_times_show_their_utc_time_and_the_next_clock_change(
 
     zone = "America/New_York"
     await db.execute(update(User).where(User.id == tenant.user_id).values(timezone_name=zone))
-    db.add(
-        Integration(
-            organization_id=tenant.org_id,
-            internal_id="dst-1",
-            name="Clocked",
-            provider_identifier="mastodon",
-            type="social",
-            token="t",
-            posting_times=[{"time": 13 * 60}],
-        )
+    await make_channel(
+        db, tenant.org_id, name="Clocked", provider="mastodon", posting_times=[{"time": 13 * 60}]
     )
-    await db.flush()
     await _sign_in_cookie(client, tenant)
     page = await client.get("/channels")
     offset = datetime.now(UTC).astimezone(ZoneInfo(zone)).utcoffset()
@@ -561,7 +519,7 @@ async def test_connectors_page_never_shows_the_key(
     assert "Deliveries stopped after failures" in stopped.text
     assert "Resume deliveries" in stopped.text
 
-    member = await _add_user_member(test_database, tenant)
+    member = await add_user_member(test_database, tenant)
     client.cookies.set("tidings_session", member.token)
     seen = await client.get("/settings/connectors")
     assert "https://93.184.215.14/webhook/tidings" in seen.text
