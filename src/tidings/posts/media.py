@@ -24,8 +24,8 @@ itself (no second copy, no HTTP download of our own files).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -86,32 +86,36 @@ def readable(items: Sequence[MediaItem], client: httpx.AsyncClient) -> list[Medi
     return out
 
 
+@contextmanager
+def _storage_errors(url: str) -> Iterator[None]:
+    """Storage failures as provider errors: a file gone rejects the post, an unavailable
+    storage is retried."""
+    try:
+        yield
+    except ObjectNotFoundError as exc:
+        raise BadBodyError(f"The media file {url} is no longer stored") from exc
+    except (StorageError, OSError) as exc:
+        raise RetryableError(f"The media storage is unavailable ({url}): {exc}") from exc
+
+
 def _from_storage(read: Reader, url: str) -> Reader:
     async def guarded() -> bytes:
-        try:
+        with _storage_errors(url):
             return await read()
-        except ObjectNotFoundError as exc:
-            raise BadBodyError(f"The media file {url} is no longer stored") from exc
-        except (StorageError, OSError) as exc:
-            raise RetryableError(f"The media storage is unavailable ({url}): {exc}") from exc
 
     return guarded
 
 
 def _stream_from_storage(stream: Streamer, url: str) -> Streamer:
-    """``stream`` with :func:`_from_storage`'s error mapping (raised on first iteration or
-    midway)."""
+    """``stream`` with :func:`_storage_errors` (raised on first iteration or midway)."""
 
     async def guarded() -> AsyncIterator[bytes]:
         source: AsyncIterator[bytes] | None = None
         try:
-            source = stream()
-            async for chunk in source:
-                yield chunk
-        except ObjectNotFoundError as exc:
-            raise BadBodyError(f"The media file {url} is no longer stored") from exc
-        except (StorageError, OSError) as exc:
-            raise RetryableError(f"The media storage is unavailable ({url}): {exc}") from exc
+            with _storage_errors(url):
+                source = stream()
+                async for chunk in source:
+                    yield chunk
         finally:
             close = getattr(source, "aclose", None)
             if close is not None:
