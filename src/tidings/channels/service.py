@@ -987,19 +987,15 @@ def missing_config(cls: type[Provider[Any]]) -> list[str]:
     return cls.missing_config(config_from_env(cls.identifier))
 
 
-def is_configured(cls: type[Provider[Any]]) -> bool:
-    """Whether this server can connect the provider and publish with it."""
-    return not missing_config(cls)
-
-
 def describe_provider(cls: type[Provider[Any]]) -> dict[str, Any]:
     """What the app needs to show and connect a provider."""
+    missing = missing_config(cls)
     return {
         "identifier": cls.identifier,
         "display_name": cls.display_name,
         "connect_kind": cls.connect_kind,
-        "configured": is_configured(cls),
-        "missing_config": missing_config(cls),
+        "configured": not missing,
+        "missing_config": missing,
         "fields": [
             {
                 "name": spec.name,

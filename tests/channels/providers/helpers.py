@@ -49,7 +49,7 @@ def video(data: bytes = MP4, mime: str = "video/mp4", name: str = "v.mp4") -> Me
 
 class StreamedFile:
     """A file that can only be streamed: ``read`` fails, ``stream`` yields ``piece``-byte
-    chunks. ``opens`` counts the streams opened, ``largest`` the largest chunk handed out."""
+    chunks. ``opens`` counts the streams opened."""
 
     def __init__(self, data: bytes, piece: int = 37) -> None:
         self.data = data

@@ -382,9 +382,9 @@ class MediaItem:
 
     ``stream``, when set, opens a fresh iterator over the same bytes (chunks of any size) each
     time it is called; ``size`` is then the exact byte count when known. Providers that upload
-    large videos use them through :meth:`Provider.open_media` / :meth:`Provider.media_chunks`,
-    so a video is never held whole in memory; ``read`` stays for small files and for platforms
-    that need the bytes at once.
+    large videos use them through :meth:`Provider.open_media` (a :class:`MediaBody`), so a
+    video is never held whole in memory; ``read`` stays for small files and for platforms that
+    need the bytes at once.
     """
 
     url: str
@@ -1300,7 +1300,7 @@ class Provider(ABC, Generic[SettingsT]):
         The whole file is held in memory for the upload: fine for images and for platforms
         with small video limits (Bluesky, Mastodon, Telegram, Discord, Slack, Pinterest).
         Video uploads in pieces, as one PUT or as one multipart POST (YouTube, X, TikTok,
-        LinkedIn, Reddit) use :meth:`open_media` / :meth:`media_chunks` instead.
+        LinkedIn, Reddit) use :meth:`open_media` instead.
         """
         if item.read is not None:
             return await item.read()
@@ -1334,14 +1334,6 @@ class Provider(ABC, Generic[SettingsT]):
         else:
             content = await self.read_media(item)
             yield MediaBody(len(content), _pieces_of(content), url=item.url)
-
-    async def media_chunks(self, item: MediaItem, chunk_size: int) -> AsyncIterator[bytes]:
-        """The item's bytes in chunks of exactly ``chunk_size`` (the last one shorter), from
-        its stream when it has one (see :meth:`open_media`)."""
-        async with self.open_media(item) as body:
-            async with closing_stream(body.chunks(chunk_size)) as chunks:
-                async for chunk in chunks:
-                    yield chunk
 
     async def read_thumbnail(self, item: MediaItem) -> bytes | None:
         """The bytes of a video's thumbnail, if it has one."""
