@@ -172,6 +172,13 @@ def get_database() -> Database:
     return _current
 
 
+def request_database(request: Request) -> Database:
+    """The app's database (the one :func:`get_session` uses), else the process's: for routes
+    that open short units of work of their own instead of the request's session."""
+    database: Database | None = getattr(request.app.state, "database", None)
+    return database or get_database()
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """FastAPI dependency: one session per request, committed before the answer is sent."""
     database: Database = request.app.state.database

@@ -28,7 +28,7 @@ from fastapi import Depends, Request
 from tidings.accounts import auth
 from tidings.accounts.auth import Caller
 from tidings.config import Settings, get_settings
-from tidings.db import Database, get_database
+from tidings.db import request_database
 from tidings.media.ingest import IngestConfig
 from tidings.media.limits import MediaLimits
 from tidings.media.storage import LocalStorage, S3Storage, Storage
@@ -158,12 +158,6 @@ def request_media_env(request: Request) -> MediaEnv:
 
 
 MediaEnvDep = Annotated[MediaEnv, Depends(request_media_env)]
-
-
-def request_database(request: Request) -> Database:
-    """The app's database (the one ``get_session`` uses), else the process's."""
-    database: Database | None = getattr(request.app.state, "database", None)
-    return database or get_database()
 
 
 async def _upload_member(request: Request) -> Caller:

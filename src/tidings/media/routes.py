@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 
 from tidings.accounts.auth import DbSession, Member
+from tidings.db import request_database
 from tidings.media import service
-from tidings.media.deps import MediaEnvDep, UploadMember, media_env, request_database
+from tidings.media.deps import MediaEnvDep, UploadMember, media_env
 from tidings.media.schemas import (
     MediaDeleted,
     MediaFromUrl,

@@ -24,7 +24,7 @@ from tidings.accounts.auth import ApiKeyOrg, DbSession
 from tidings.channels import service as channels
 from tidings.config import Settings, get_settings
 from tidings.core.errors import Unprocessable
-from tidings.db import Database, get_database
+from tidings.db import request_database
 from tidings.media import service as media_service
 from tidings.media.deps import MediaEnvDep, UploadApiKeyOrg
 from tidings.media.schemas import PublicMediaRead
@@ -120,11 +120,6 @@ def _date(value: datetime, field: str) -> datetime:
         raise Unprocessable(str(exc), field=field) from exc
     assert checked is not None
     return checked
-
-
-def _database(request: Request) -> Database:
-    database: Database | None = getattr(request.app.state, "database", None)
-    return database or get_database()
 
 
 def _settings(request: Request) -> Settings:
@@ -265,7 +260,7 @@ async def upload(request: Request, caller: UploadApiKeyOrg, env: MediaEnvDep) ->
     ``path`` is a public URL to use in posts."""
     # No request session: none may stay checked out while the body streams.
     media = await media_service.upload_stream(
-        _database(request),
+        request_database(request),
         caller.organization_id,
         request,
         media_service.IMAGES_AND_VIDEOS,
@@ -287,7 +282,7 @@ async def upload_from_url(
     _storable(body)
     # No request session: none may stay checked out while the file downloads.
     media = await media_service.upload_from_url(
-        _database(request),
+        request_database(request),
         caller.organization_id,
         body.url,
         allowed_kinds=media_service.IMAGES_AND_VIDEOS,
@@ -334,7 +329,7 @@ async def create_posts(
     Checked per channel before anything is stored; limited per organization per hour.
     """
     _storable(body)
-    await count_post_creation(_database(request), _settings(request), caller.organization_id)
+    await count_post_creation(request_database(request), _settings(request), caller.organization_id)
     return await service.create_posts(db, caller.organization_id, body)
 
 
