@@ -372,7 +372,7 @@ async def missing_content(id: PostId, caller: ApiKeyOrg, db: DbSession) -> list[
     return await posts_extra.missing_content(db, caller.organization_id, id)
 
 
-@v1.put("/posts/{id}/release-id", response_model=PostOut, responses=errors(404))
+@v1.put("/posts/{id}/release-id", response_model=PostOut, responses=errors(400, 404))
 async def set_release_id(
     id: PostId, body: ReleaseIdRequest, caller: ApiKeyOrg, db: DbSession
 ) -> PostOut:
