@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tidings.core.urlguard import UnsafeURLError, check_url, guarded_request
+from tidings.core.urlguard import TooManyRedirects, UnsafeURLError, check_url, guarded_request
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ async def test_redirects_are_followed_and_capped() -> None:
             client, "GET", "http://93.184.215.14/", allow_private=False
         )
         assert response.text == "arrived 3"
-        with pytest.raises(UnsafeURLError, match="too many redirects"):
+        with pytest.raises(TooManyRedirects, match="too many redirects"):
             await guarded_request(
                 client, "GET", "http://93.184.215.14/", allow_private=False, max_redirects=2
             )

@@ -50,7 +50,7 @@ from tidings.automation.events import defer_delivery
 from tidings.automation.models import ThirdParty, WebhookDelivery, WebhookEvent, Webhooks
 from tidings.config import get_settings
 from tidings.core.jobs import defer_in_session
-from tidings.core.urlguard import UnsafeURLError, guarded_request
+from tidings.core.urlguard import TooManyRedirects, UnsafeURLError, guarded_request
 from tidings.db import Database
 from tidings.notifications.service import notify
 
@@ -209,11 +209,10 @@ async def send_attempt(
                 excerpt = excerpt.replace("\x00", "")
             finally:
                 await response.aclose()
+    except TooManyRedirects:
+        error = "the endpoint answered with a redirect, which is not followed: use its target"
     except UnsafeURLError as exc:
-        if str(exc).startswith("too many redirects"):
-            error = "the endpoint answered with a redirect, which is not followed: use its target"
-        else:
-            error = f"refused by the URL guard: {exc}"
+        error = f"refused by the URL guard: {exc}"
     except (TimeoutError, httpx.TimeoutException):
         error = f"no answer within {timeout:g} seconds"
     except httpx.HTTPError as exc:

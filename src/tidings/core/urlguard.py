@@ -24,6 +24,10 @@ class UnsafeURLError(ValueError):
     """The URL is not allowed: bad scheme, unresolvable host, or a non-public address."""
 
 
+class TooManyRedirects(UnsafeURLError):
+    """The URL redirected more than the caller allows (with ``max_redirects=0``: at all)."""
+
+
 _ALLOWED_SCHEMES = {"http", "https"}
 
 
@@ -150,4 +154,4 @@ async def guarded_request(
             finally:
                 await response.aclose()
         return response
-    raise UnsafeURLError(f"too many redirects (more than {max_redirects})")
+    raise TooManyRedirects(f"too many redirects (more than {max_redirects})")
