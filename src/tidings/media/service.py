@@ -36,7 +36,7 @@ from collections.abc import (
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -74,8 +74,6 @@ MAX_PAGE_SIZE: Final = 100
 KEEPING_STATES: Final = (State.QUEUE, State.DRAFT)
 #: Image and video only, as the Public API's ``/upload`` accepts.
 IMAGES_AND_VIDEOS: Final = frozenset({MediaKind.IMAGE, MediaKind.VIDEO})
-# A multipart body is the file plus some framing and a few small fields.
-_FORM_OVERHEAD: Final = MAX_FORM_BYTES
 _MAX_ID_LENGTH: Final = 64
 # Control characters PostgreSQL text cannot hold (NUL) or that make no sense in a label; tabs
 # and line breaks are kept in alt text.
@@ -211,7 +209,8 @@ def _refuse_declared_oversize(request: Request, env: MediaEnv, kinds: frozenset[
         return
     limits = env.ingest.limits
     largest = max(limits.for_kind(kind) for kind in kinds)
-    if declared > largest + _FORM_OVERHEAD:
+    # A multipart body is the file plus some framing and a few small fields.
+    if declared > largest + MAX_FORM_BYTES:
         only = next(iter(kinds)) if len(kinds) == 1 else None
         raise too_large(largest, only)
 
@@ -333,11 +332,17 @@ async def list_media(
     return MediaPage(list(rows.scalars()), total, page, per_page)
 
 
+def _usable_id(media_id: str | None) -> TypeGuard[str]:
+    """Whether ``media_id`` may name a media: longer ids or a NUL (which PostgreSQL text cannot
+    hold) never do, so they are not looked up."""
+    return media_id is not None and 0 < len(media_id) <= _MAX_ID_LENGTH and "\x00" not in media_id
+
+
 async def get_media(
     session: AsyncSession, org_id: OrgId, media_id: str, *, for_update: bool = False
 ) -> Media:
     """The live media ``media_id`` of ``org_id``; 404 otherwise."""
-    if not media_id or len(media_id) > _MAX_ID_LENGTH or "\x00" in media_id:
+    if not _usable_id(media_id):
         raise NotFound("media not found", field="id")
     return await get_owned(session, Media, media_id, org_id, what="media", for_update=for_update)
 
@@ -347,7 +352,7 @@ async def media_by_ids(
 ) -> dict[str, Media]:
     """The media of ``org_id`` among ``ids``, by id, deleted ones included: a queued post may
     still refer to a file deleted from the library (kept until the post is done with it)."""
-    wanted = {i for i in ids if i and len(i) <= _MAX_ID_LENGTH}
+    wanted = {i for i in ids if _usable_id(i)}
     if not wanted:
         return {}
     rows = await session.execute(
@@ -618,13 +623,7 @@ async def media_items_for_posts(
     wanted: dict[str, tuple[set[str], set[str]]] = {}
     for org_id, refs in parsed:
         ids, paths = wanted.setdefault(org_id, (set(), set()))
-        ids.update(
-            ref_id
-            for ref in refs
-            if (ref_id := _text(ref.get("id")))
-            and len(ref_id) <= _MAX_ID_LENGTH
-            and "\x00" not in ref_id
-        )
+        ids.update(ref_id for ref in refs if _usable_id(ref_id := _text(ref.get("id"))))
         paths.update(p for ref in refs if (p := _text(ref.get("path"))) and "\x00" not in p)
     conditions = [
         owned_by(Media, OrgId(org_id))
