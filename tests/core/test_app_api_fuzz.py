@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
 
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from tests.conftest import make_tenant
+from tests.fuzzing import Fuzzer
 from tests.public_api.helpers import ServerThread
 from tidings.db import Database
 
@@ -39,34 +38,17 @@ def fuzz(base_url: str, headers: dict[str, str]) -> tuple[list[str], int, int]:
         )
         if not SESSION_CHANGING.search(op.path)
     ]
+    fuzzer = Fuzzer(base_url, headers, checks=[not_a_server_error])
     failures: list[str] = []
-    calls = 0
     for operation in operations:
         for mode, examples in PASSES:
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(
-                max_examples=examples,
-                deadline=None,
-                derandomize=True,
-                database=None,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            def run(case: Any) -> None:
-                nonlocal calls
-                calls += 1
-                case.call_and_validate(
-                    base_url=base_url, headers=headers, checks=[not_a_server_error]
-                )
-
             try:
-                run()
+                fuzzer.run(operation, mode, examples)
             except Unsatisfiable:
                 continue  # no invalid value exists for this operation's inputs
             except (Exception, BaseExceptionGroup) as exc:
                 failures.append(f"{operation.label} [{mode.value}]: {exc}")
-    return failures, calls, len(operations)
+    return failures, fuzzer.calls, len(operations)
 
 
 async def test_schemathesis_finds_no_server_error_in_the_app_api(

@@ -7,17 +7,16 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from tests.conftest import make_tenant
+from tests.fuzzing import Fuzzer
 from tests.public_api.helpers import ServerThread
 from tidings.db import Database
 
@@ -33,8 +32,8 @@ def fuzz(base_url: str, headers: dict[str, str], media_id: str) -> tuple[list[st
     schema = schemathesis.openapi.from_url(f"{base_url}/api/openapi.json").include(
         path_regex=r"^/api/media"
     )
+    fuzzer = Fuzzer(base_url, headers, CHECKS)
     failures: list[str] = []
-    calls = 0
     operations = sorted(
         (result.ok() for result in schema.get_all_operations()),
         key=lambda op: (op.method.upper() == "DELETE", op.path),
@@ -47,31 +46,14 @@ def fuzz(base_url: str, headers: dict[str, str], media_id: str) -> tuple[list[st
         if "{media_id}" in operation.path:
             passes.append((GenerationMode.POSITIVE, POSITIVE_EXAMPLES, {"media_id": media_id}))
         for mode, examples, path_parameters in passes:
-
-            @given(
-                case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
-            )
-            @settings(
-                max_examples=examples,
-                deadline=None,
-                derandomize=True,
-                database=None,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            def run(case: Any) -> None:
-                nonlocal calls
-                calls += 1
-                case.call_and_validate(base_url=base_url, headers=headers, checks=CHECKS)
-
             try:
-                run()
+                fuzzer.run(operation, mode, examples, path_parameters=path_parameters)
             except Unsatisfiable:
                 continue  # no invalid value exists (a free-form string in the path)
             except (Exception, BaseExceptionGroup) as exc:
                 real = " with a real id" if path_parameters else ""
                 failures.append(f"{operation.label} [{mode.value}{real}]: {exc}")
-    return failures, calls
+    return failures, fuzzer.calls
 
 
 async def test_schemathesis_finds_no_server_error_in_the_media_api(

@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -27,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.channels.factories import make_channel
 from tests.conftest import asgi_client, build_app, make_tenant
+from tests.fuzzing import Fuzzer
 from tests.public_api.helpers import ServerThread
 from tidings.core.enums import State
 from tidings.core.tenancy import OrgId
@@ -139,8 +138,8 @@ def fuzz(base_url: str, key: str, ids: dict[str, str]) -> tuple[list[str], int]:
     bodies reach the services -- and return the failures as readable lines and the number of
     calls. Deletions run last so that they do not hide the rows from the others."""
     schema = schemathesis.openapi.from_url(f"{base_url}/public/v1/openapi.json")
+    fuzzer = Fuzzer(base_url, {"Authorization": key}, CHECKS)
     failures: list[str] = []
-    calls = 0
     operations = sorted(
         (result.ok() for result in schema.get_all_operations()),
         key=lambda op: (op.method.upper() == "DELETE", op.path),
@@ -154,33 +153,14 @@ def fuzz(base_url: str, key: str, ids: dict[str, str]) -> tuple[list[str], int]:
         if fixed:
             passes.append((GenerationMode.POSITIVE, POSITIVE_EXAMPLES, fixed))
         for mode, examples, path_parameters in passes:
-
-            @given(
-                case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
-            )
-            @settings(
-                max_examples=examples,
-                deadline=None,
-                derandomize=True,
-                database=None,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            def run(case: Any) -> None:
-                nonlocal calls
-                calls += 1
-                case.call_and_validate(
-                    base_url=base_url, headers={"Authorization": key}, checks=CHECKS
-                )
-
             try:
-                run()
+                fuzzer.run(operation, mode, examples, path_parameters=path_parameters)
             # Schemathesis reports failures as a BaseExceptionGroup; one per operation and pass
             # is enough to report.
             except (Exception, BaseExceptionGroup) as exc:
                 real = " with real ids" if path_parameters else ""
                 failures.append(f"{operation.label} [{mode.value}{real}]: {exc}")
-    return failures, calls
+    return failures, fuzzer.calls
 
 
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
@@ -239,18 +219,11 @@ async def test_the_fuzzing_would_catch_a_schema_violation(fresh_database: Databa
         schema = schemathesis.openapi.from_dict(tampered)
         [operation] = [r.ok() for r in schema.get_all_operations()]
 
-        def one() -> None:
-            @given(case=operation.as_strategy())
-            @settings(max_examples=1, deadline=None, database=None, phases=[Phase.generate])
-            def run(case: Any) -> None:
-                case.call_and_validate(
-                    base_url=server.base_url, headers={"Authorization": key}, checks=CHECKS
-                )
-
-            run()
-
+        # The harness the fuzz test runs, on one example.
+        fuzzer = Fuzzer(server.base_url, {"Authorization": key}, CHECKS)
         with pytest.raises(BaseExceptionGroup, match="Schemathesis found 1 distinct failure"):
-            await asyncio.to_thread(one)
+            await asyncio.to_thread(fuzzer.run, operation, GenerationMode.POSITIVE, 1)
+        assert fuzzer.calls == 1
     # The real document says what the server does.
     async with asgi_client(build_app(fresh_database)) as client:
         answer = await client.get("/public/v1/is-connected", headers={"Authorization": key})
