@@ -107,20 +107,24 @@ def video_file(
     return path
 
 
+def _encode_silence(output: Any, stream: Any, frames: int) -> None:
+    """``frames`` frames of silence (1024 samples each, mono, 8 kHz) through ``stream``."""
+    frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    frame.sample_rate = 8000
+    for index in range(frames):
+        frame.pts = index * 1024
+        for packet in stream.encode(frame):
+            output.mux(packet)
+    for packet in stream.encode():
+        output.mux(packet)
+
+
 def audio_only_m4a(path: Path) -> Path:
     """An MP4 container with only an audio stream (must be refused as a video)."""
     with av.open(str(path), "w", format="mp4") as output:
-        stream = output.add_stream("aac", rate=8000)
-        frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
-        for plane in frame.planes:
-            plane.update(bytes(plane.buffer_size))
-        frame.sample_rate = 8000
-        for index in range(4):
-            frame.pts = index * 1024
-            for packet in stream.encode(frame):
-                output.mux(packet)
-        for packet in stream.encode():
-            output.mux(packet)
+        _encode_silence(output, output.add_stream("aac", rate=8000), 4)
     return path
 
 
@@ -216,25 +220,16 @@ def audio_with_cover_mp4(path: Path) -> Path:
     with av.open(str(path), "w", format="mp4") as output:
         audio = output.add_stream("aac", rate=8000)
         cover = _add_cover(output, (64, 64))
-        frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
-        for plane in frame.planes:
-            plane.update(bytes(plane.buffer_size))
-        frame.sample_rate = 8000
-        for index in range(10):
-            frame.pts = index * 1024
-            for packet in audio.encode(frame):
-                output.mux(packet)
-        for packet in audio.encode():
-            output.mux(packet)
+        _encode_silence(output, audio, 10)
         _mux_cover(output, cover, (64, 64))
     return path
 
 
-def matroska_as_webm(path: Path, *, attachment: bytes | None = None) -> Path:
-    """A Matroska file (H.264, optionally with an attached file) whose EBML DocType was
-    rewritten to a NUL-padded ``webm``: it sniffs as WebM but is no WebM video."""
+def _matroska_relabelled_webm(path: Path, codec: str, attachment: bytes | None) -> Path:
+    """A Matroska file of ``codec`` (with ``attachment`` as an attached file) whose EBML DocType
+    was rewritten to a NUL-padded ``webm``: it sniffs as WebM."""
     with av.open(str(path), "w", format="matroska") as output:
-        stream = output.add_stream("libx264", rate=10)
+        stream = output.add_stream(codec, rate=10)
         stream.width, stream.height = (64, 64)
         stream.pix_fmt = "yuv420p"
         if attachment is not None:
@@ -246,16 +241,12 @@ def matroska_as_webm(path: Path, *, attachment: bytes | None = None) -> Path:
     return path
 
 
+def matroska_as_webm(path: Path) -> Path:
+    """A Matroska file of H.264 relabelled as WebM: it sniffs as WebM but is no WebM video."""
+    return _matroska_relabelled_webm(path, "libx264", None)
+
+
 def webm_with_attachment(path: Path, attachment: bytes) -> Path:
     """A VP8 Matroska file carrying an attached file, relabelled as WebM (WebM forbids
     attachments, so its own muxer would drop it)."""
-    with av.open(str(path), "w", format="matroska") as output:
-        stream = output.add_stream("libvpx", rate=10)
-        stream.width, stream.height = (64, 64)
-        stream.pix_fmt = "yuv420p"
-        output.add_attachment("payload.exe", "application/x-msdownload", attachment)
-        _encode_frames(output, stream, (64, 64), 5)
-    data = path.read_bytes()
-    at = data.index(b"matroska")
-    path.write_bytes(data[:at] + b"webm\x00\x00\x00\x00" + data[at + 8 :])
-    return path
+    return _matroska_relabelled_webm(path, "libvpx", attachment)
