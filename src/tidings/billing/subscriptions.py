@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.automation.events import emit
 from tidings.billing.models import Subscription
 from tidings.core.enums import Period, SubscriptionTier
 from tidings.core.errors import BadRequest
@@ -69,8 +70,5 @@ async def set_subscription(
     subscription.identifier = identifier
     subscription.deleted_at = None
     await session.flush()
-
-    from tidings.automation.events import emit
-
     await emit(session, org_id, "subscription.updated", subscription_payload(subscription))
     return subscription
