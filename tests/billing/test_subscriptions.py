@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import psycopg
 import pytest
@@ -13,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.conftest import Tenant
+from tests.core.test_cli import run_cli
 from tidings.automation.models import WebhookEvent, Webhooks
 from tidings.billing.service import channel_limit
 from tidings.billing.subscriptions import set_subscription
@@ -59,21 +58,9 @@ async def test_setting_a_plan_sets_the_limit_and_fires_the_event(
 
 
 def test_billing_cli_sets_and_shows_the_plan(fresh_database: Database) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    env.update(
-        TIDINGS_SECRET_KEY="cli-test",
-        TIDINGS_DATABASE_URL=fresh_database.url,
-        TIDINGS_BILLING="true",
-    )
-
     def tidings(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tidings.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        return run_cli(
+            *args, database_url=fresh_database.url, extra_env={"TIDINGS_BILLING": "true"}
         )
 
     made = tidings(

@@ -19,7 +19,10 @@ from tidings.db import Database
 
 
 def run_cli(
-    *args: str, database_url: str | None, data_dir: Path | None = None
+    *args: str,
+    database_url: str | None,
+    data_dir: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     env["TIDINGS_SECRET_KEY"] = "cli-test-secret"
@@ -27,6 +30,7 @@ def run_cli(
         env["TIDINGS_DATABASE_URL"] = database_url
     if data_dir is not None:
         env["TIDINGS_DATA_DIR"] = str(data_dir)
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "tidings.cli", *args],
         env=env,
