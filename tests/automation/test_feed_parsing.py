@@ -111,29 +111,6 @@ def test_short_text_is_untouched() -> None:
     assert text == ITEM.title
 
 
-async def test_each_channel_gets_its_own_limit() -> None:
-    template = "{{title}}\n{{description}}\n{{url}}"
-    for identifier, limit in (("bluesky", 300), ("mastodon", 500), ("linkedin", 3000)):
-        channel = Integration(
-            organization_id="o",
-            internal_id="i",
-            name="n",
-            provider_identifier=identifier,
-            type="social",
-            token="t",
-            additional_settings=[],
-        )
-        text = content_for(channel, template, ITEM)
-        # Each platform's own counting (Mastodon counts a URL as 23 characters).
-        assert provider_for(channel).text_length(text) <= limit, identifier
-        assert text.endswith(ITEM.url), identifier
-        if identifier == "linkedin":
-            assert "…" not in text  # everything fits
-
-
-FAMILY = "👨\u200d👩\u200d👧\u200d👦"  # one grapheme, seven code points
-
-
 def _channel(identifier: str) -> Integration:
     return Integration(
         organization_id="o",
@@ -144,6 +121,21 @@ def _channel(identifier: str) -> Integration:
         token="t",
         additional_settings=[],
     )
+
+
+async def test_each_channel_gets_its_own_limit() -> None:
+    template = "{{title}}\n{{description}}\n{{url}}"
+    for identifier, limit in (("bluesky", 300), ("mastodon", 500), ("linkedin", 3000)):
+        channel = _channel(identifier)
+        text = content_for(channel, template, ITEM)
+        # Each platform's own counting (Mastodon counts a URL as 23 characters).
+        assert provider_for(channel).text_length(text) <= limit, identifier
+        assert text.endswith(ITEM.url), identifier
+        if identifier == "linkedin":
+            assert "…" not in text  # everything fits
+
+
+FAMILY = "👨\u200d👩\u200d👧\u200d👦"  # one grapheme, seven code points
 
 
 @pytest.mark.parametrize("offset", range(8))
