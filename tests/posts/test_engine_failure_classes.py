@@ -23,6 +23,7 @@ from tests.posts.test_engine_e2e import (
     thread,
 )
 from tidings.channels.models import Integration
+from tidings.channels.providers.mastodon import MastodonProvider
 from tidings.core.enums import State
 from tidings.db import Database
 from tidings.posts.models import Errors, Post
@@ -204,3 +205,33 @@ async def test_a_reference_to_a_post_not_published_yet_is_an_error_not_a_raw_tok
         async with fresh_database.session() as session:
             still = await session.get(Post, draft_id)
             assert still is not None and still.state == State.DRAFT
+
+
+async def test_a_bug_after_the_request_left_is_an_error_never_a_resend(
+    fresh_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception no provider classifies (a bug of ours, here right after the platform
+    accepted the status) may hide a published post: ERROR with "check the channel", no retry."""
+    real_publish = MastodonProvider.publish
+
+    async def publish_then_fail(self: MastodonProvider, *args: Any, **kwargs: Any) -> Any:
+        await real_publish(self, *args, **kwargs)
+        raise KeyError("id")
+
+    monkeypatch.setattr(MastodonProvider, "publish", publish_then_fail)
+    async with FakeMastodon() as masto:
+        post_id, org_id = await _publish_now(fresh_database, masto, name="Buggy")
+        async with running_workers(fresh_database):
+            post = await _settled(fresh_database, post_id)
+        assert post.state == State.ERROR
+        assert post.error == (
+            "Publishing failed unexpectedly (KeyError); it may have been published -- "
+            "check Buggy before publishing it again"
+        )
+        # Sent once, and not again.
+        assert len(masto.calls("POST", "/api/v1/statuses")) == 1
+        assert len(masto.statuses) == 1
+        (attempt,) = await attempts_of(fresh_database, post_id)
+        assert attempt.outcome == "error" and attempt.error_class == "unexpected"
+        errors, _ = await _failure_records(fresh_database, post_id, org_id)
+        assert [e.error for e in errors] == [post.error]
